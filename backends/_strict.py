@@ -1,0 +1,89 @@
+"""array-api-strict backend: the reference namespace, with its simulated devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._base import Backend, BackendUnavailable
+
+_INSTALL = "Install it with: pip install array-api-strict"
+
+
+def _device_str(dev: Any) -> str:
+    """'device1' for ``array_api_strict.Device('device1')`` (the class has no public name)."""
+    name = getattr(dev, "_device", None)
+    return name if isinstance(name, str) else repr(dev).split("'")[1]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Host view of an array-api-strict array on any of its devices.
+
+    ``numpy.asarray`` refuses arrays that are not on CPU_DEVICE, so read the wrapped
+    NumPy array (falling back to DLPack after moving the array to CPU_DEVICE).
+    """
+    inner = getattr(x, "_array", None)
+    if isinstance(inner, np.ndarray):
+        return inner
+    import array_api_strict
+
+    cpu = array_api_strict.__array_namespace_info__().default_device()
+    return np.from_dlpack(x.to_device(cpu))
+
+
+class StrictBackend(Backend):
+    name = "strict"
+    library = "array-api-strict"
+
+    def is_native(self, x: Any) -> bool:
+        return isinstance(x, self._array_type)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return to_numpy(x) if self.is_native(x) else super().to_numpy(x)
+
+    def versions(self) -> dict[str, str]:
+        return {**super().versions(), "array_api_strict": self.version}
+
+    def _describe_extra(self) -> str:
+        return f"simulated device, NumPy {np.__version__}"
+
+
+def make(device: Any = None) -> StrictBackend:
+    requested = "strict" if device is None else f"strict:{device}"
+    try:
+        import array_api_strict as xps
+    except Exception as exc:
+        reason = (
+            "array-api-strict is not installed"
+            if isinstance(exc, ImportError)
+            else f"array-api-strict failed to import ({exc})"
+        )
+        raise BackendUnavailable(requested, f"{reason}. {_INSTALL}") from None
+
+    info = xps.__array_namespace_info__()
+    names = [_device_str(d) for d in info.devices()]
+    if device is None:
+        dev = info.default_device()
+    elif isinstance(device, xps.Device):
+        dev = device
+    elif device in names:
+        dev = xps.Device(device)
+    else:
+        raise BackendUnavailable(
+            requested,
+            f"array-api-strict has no device {device!r}; its devices are: {', '.join(names)}",
+        )
+    default = dev == info.default_device()
+    dev_name = _device_str(dev)
+    sample = xps.zeros(1, device=dev)
+    backend = StrictBackend(
+        spec="strict" if default else f"strict:{dev_name}",
+        xp=array_api_compat.array_namespace(sample),
+        device=array_api_compat.device(sample),
+        device_name=dev_name,
+        version=xps.__version__,
+    )
+    backend._array_type = type(sample)
+    return backend

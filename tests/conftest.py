@@ -1,0 +1,51 @@
+"""Backend matrix for the test suite.
+
+Tests that take a ``backend`` argument run once per backend in ``all_backends()``
+(``backends.available()``, narrowed by $XPNET_BACKENDS, e.g. ``numpy,strict:device1``).
+Tests that take ``dtype`` run for "float32" and "float64" (names: use ``backend.dtype(dtype)``).
+Mark GPU-only tests ``@pytest.mark.gpu``: they are skipped where no GPU backend works.
+GPU backends' cases carry the ``gpu`` mark too, so ``-m "not gpu"`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import backends
+from tests.helpers import ENV_VAR, all_backends, gpu_available
+
+FLOAT_DTYPES = ["float32", "float64"]
+
+try:
+    _MATRIX, _MATRIX_ERROR = all_backends(), None
+except (backends.BackendUnavailable, ValueError) as exc:  # reported in pytest_configure
+    _MATRIX, _MATRIX_ERROR = [], exc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a working GPU backend (cupy or torch:cuda)")
+    if _MATRIX_ERROR is not None:
+        raise pytest.UsageError(f"${ENV_VAR}: {_MATRIX_ERROR}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["xpnet backends: " + ", ".join(b.describe() for b in _MATRIX)]
+
+
+@pytest.fixture(
+    params=[pytest.param(b, id=b.spec, marks=[pytest.mark.gpu] if b.on_gpu else []) for b in _MATRIX]
+)
+def backend(request: pytest.FixtureRequest) -> backends.Backend:
+    """Each backend under test in turn (see ``tests.helpers.all_backends``)."""
+    return request.param
+
+
+@pytest.fixture(params=FLOAT_DTYPES)
+def dtype(request: pytest.FixtureRequest) -> str:
+    """A floating dtype name; convert with ``backend.dtype(dtype)``."""
+    return request.param
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None and not gpu_available():
+        pytest.skip("needs a GPU backend (cupy or torch:cuda); none works here")

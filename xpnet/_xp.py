@@ -1,0 +1,27 @@
+"""Small helpers over the array-API namespace (no concrete array library is imported here)."""
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+Array = Any
+
+
+def namespace(*arrays: Array) -> Any:
+    """The array-API namespace of ``arrays`` (``array_api_compat.array_namespace``)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device(x: Array) -> Any:
+    """The device ``x`` lives on."""
+    return array_api_compat.device(x)
+
+
+def has_unsigned_arithmetic(xp: Any) -> bool:
+    """Whether ``xp`` supports +, *, >> and comparisons on uint32 on every device.
+
+    PyTorch lacks most uint32 kernels, so the random generator uses int32 there
+    (two's complement wrap-around gives the same bits).
+    """
+    return not array_api_compat.is_torch_namespace(xp)

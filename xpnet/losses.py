@@ -1,0 +1,80 @@
+"""Losses: each returns ``(value, gradient)`` with value the batch mean (a 0-d array).
+
+Classification losses take the *logits* z (pre-activation of the output layer) and
+fuse the output activation, so the gradient is the familiar ``(p - y) / B``.
+``mse`` takes the output activations ŷ. Targets Y have the logits' shape
+(B, 1) for binary labels, (B, k) one-hot for classes, (B, k) for regression.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ._xp import Array, device
+
+__all__ = ["binary_cross_entropy", "softmax_cross_entropy", "mse", "l2_penalty", "LOSSES",
+           "OUTPUT_OF_LOSS", "one_hot"]
+
+
+def binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+    """BCE from logits, per element ℓ = softplus(z) - y z = max(z, 0) - y z + log1p(e^{-|z|}).
+
+    Exact and finite for |z| up to the dtype's max (e^{-|z|} underflows to 0 harmlessly).
+    value = mean over all elements; d value / dz = (σ(z) - y) / (B·k).
+    """
+    n = z.shape[0] * z.shape[1]
+    e = xp.exp(-xp.abs(z))
+    value = xp.sum(xp.maximum(z, 0.0) - z * y + xp.log1p(e)) * (1.0 / n)
+    r = 1.0 / (1.0 + e)
+    p = xp.where(z >= 0.0, r, e * r)  # σ(z), stable in both tails
+    return value, (p - y) * (1.0 / n)
+
+
+def softmax_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+    """Softmax cross-entropy from logits via log-sum-exp, y one-hot (or any row-stochastic) (B, k).
+
+    s = z - max_k z; log p = s - log Σ_k e^s; value = -(1/B) Σ_ij y_ij log p_ij;
+    d value / dz = (softmax(z) - y) / B (using Σ_j y_ij = 1).
+    """
+    inv_b = 1.0 / z.shape[0]
+    s = z - xp.max(z, axis=1, keepdims=True)
+    es = xp.exp(s)
+    total = xp.sum(es, axis=1, keepdims=True)
+    value = (xp.sum(xp.log(total)) - xp.sum(y * s)) * inv_b
+    return value, (es / total - y) * inv_b
+
+
+def mse(xp: Any, yhat: Array, y: Array) -> tuple[Array, Array]:
+    """Mean squared error over all elements: value = mean((ŷ - y)²); d/dŷ = 2(ŷ - y)/(B·k)."""
+    n = yhat.shape[0] * yhat.shape[1]
+    d = yhat - y
+    return xp.vecdot(xp.reshape(d, (-1,)), xp.reshape(d, (-1,))) * (1.0 / n), d * (2.0 / n)
+
+
+def l2_penalty(xp: Any, weights: Array, lam: float) -> tuple[Array, Array]:
+    """L2 on the (flat) weights: value = λ/2 Σ W², gradient = λ W."""
+    return xp.vecdot(weights, weights) * (0.5 * lam), weights * lam
+
+
+def one_hot(xp: Any, labels: Array, k: int, dtype: Any) -> Array:
+    """(n,) integer labels in [0, k) -> (n, k) one-hot of ``dtype``."""
+    classes = xp.arange(k, dtype=labels.dtype, device=device(labels))
+    return xp.astype(labels[:, None] == classes[None, :], dtype)
+
+
+LOSSES: dict[str, Callable[..., tuple[Array, Array]]] = {
+    "bce": binary_cross_entropy,
+    "binary_cross_entropy": binary_cross_entropy,
+    "cross_entropy": softmax_cross_entropy,
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "mse": mse,
+}
+# The output activation each logits-loss is fused with (None: the loss takes outputs).
+OUTPUT_OF_LOSS = {binary_cross_entropy: "sigmoid", softmax_cross_entropy: "softmax", mse: None}
+
+
+def get_loss(name: str) -> Callable[..., tuple[Array, Array]]:
+    """A loss function by name (one of ``LOSSES``)."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown loss {name!r}: use one of {sorted(LOSSES)}") from None

@@ -1,0 +1,239 @@
+"""Counter-based random numbers, bit-identical on every array-API backend.
+
+Every draw is a pure function of a key ``(seed, stream, counter)`` and the element
+index ``i``: no hidden global state, nothing to seed, nothing copied from the host
+but two 32-bit key words.
+
+Bits
+    The key is reduced on the host (Python ints, SplitMix64) to two 32-bit words
+    ``k0, k1``. Element ``i`` gets ``h(h(i + k0) ^ k1)`` where ``h`` is the
+    ``lowbias32`` integer hash (xorshift-multiply, a bijection of 32-bit words with
+    near-ideal avalanche). All arithmetic wraps modulo 2**32. Where the namespace has
+    native uint32 arithmetic (NumPy, CuPy, array-api-strict) it runs in uint32;
+    PyTorch runs the same hash in int32 (two's complement wrap, logical shifts by
+    masking), which yields the same bits.
+
+Floats
+    Uniforms and normals are computed in float64 with only correctly rounded
+    operations (+, -, *, /) evaluated in a fixed order, then rounded once to
+    the requested dtype, so they too are bit-identical across backends. The normal
+    uses Box-Muller with this module's own ``log``, ``cos`` and ``sqrt`` (range
+    reduction plus a fixed polynomial or Newton steps), because the libraries'
+    versions differ in the last bit (PyTorch's CPU ``sqrt`` is not even correctly
+    rounded).
+
+Streams in use (see :data:`STREAMS`): weight init of layer ``l`` is
+``(seed, STREAMS["init"] + l, 0)``; dropout after hidden layer ``l`` at its
+``c``-th training forward is ``(seed, STREAMS["dropout"] + l, c)``; the epoch ``e``
+shuffle is ``(seed, STREAMS["shuffle"], e)``; the validation split is
+``(seed, STREAMS["split"], 0)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._xp import Array, has_unsigned_arithmetic
+
+__all__ = ["STREAMS", "key", "random_bits", "uniform", "normal", "permutation", "dropout_keep"]
+
+STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16}
+
+_M64 = (1 << 64) - 1
+_M32 = (1 << 32) - 1
+# lowbias32 constants (C. Wellons, "hash prospector").
+_C1 = 0x7FEB352D
+_C2 = 0x846CA68B
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def key(seed: int, stream: int, counter: int) -> tuple[int, int]:
+    """Two 32-bit key words for ``(seed, stream, counter)`` (host integers)."""
+    for name, v in (("seed", seed), ("stream", stream), ("counter", counter)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"random key {name} must be a non-negative int, got {v!r}")
+    x = _splitmix64(_splitmix64(_splitmix64(seed & _M64) ^ (stream & _M64)) ^ (counter & _M64))
+    return x & _M32, x >> 32
+
+
+def _word(v: int, unsigned: bool) -> int:
+    """A 32-bit pattern as a Python int that fits the working dtype (uint32 or int32)."""
+    return v if unsigned or v < (1 << 31) else v - (1 << 32)
+
+
+def _hash(x: Array, unsigned: bool) -> Array:
+    """lowbias32 in place: x ^= x>>16; x *= C1; x ^= x>>15; x *= C2; x ^= x>>16 (mod 2**32)."""
+    if unsigned:
+        x ^= x >> 16
+        x *= _C1
+        x ^= x >> 15
+        x *= _C2
+        x ^= x >> 16
+    else:  # int32: arithmetic shift, so mask to make it logical
+        x ^= (x >> 16) & 0xFFFF
+        x *= _word(_C1, False)
+        x ^= (x >> 15) & 0x1FFFF
+        x *= _word(_C2, False)
+        x ^= (x >> 16) & 0xFFFF
+    return x
+
+
+def random_bits(xp: Any, n: int, seed: int, stream: int, counter: int, device: Any = None) -> Array:
+    """``n`` random 32-bit words for key ``(seed, stream, counter)``, shape ``(n,)``.
+
+    dtype is uint32 where the namespace supports it, else int32 holding the same bits.
+    """
+    if n >= 1 << 31:
+        raise ValueError(f"random_bits: n={n} exceeds 2**31 - 1 elements per draw")
+    unsigned = has_unsigned_arithmetic(xp)
+    k0, k1 = key(seed, stream, counter)
+    x = xp.arange(n, dtype=xp.uint32 if unsigned else xp.int32, device=device)
+    x += _word(k0, unsigned)
+    x = _hash(x, unsigned)
+    x ^= _word(k1, unsigned)
+    return _hash(x, unsigned)
+
+
+def _unsigned_int64(xp: Any, bits: Array) -> Array:
+    """The 32-bit words as non-negative int64 values in [0, 2**32)."""
+    x = xp.astype(bits, xp.int64)
+    return x if bits.dtype == xp.uint32 else x & _M32
+
+
+def _uniform64(xp: Any, bits: Array) -> Array:
+    """float64 uniforms (N + 0.5) / 2**32 in (0, 1), exact."""
+    return (xp.astype(_unsigned_int64(xp, bits), xp.float64) + 0.5) * 2.0**-32
+
+
+def uniform(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: int = 0,
+            low: float = 0.0, high: float = 1.0, dtype: Any = None, device: Any = None) -> Array:
+    """Uniform samples on (low, high): ``low + (high - low) * u``, u = (N + 0.5)/2**32.
+
+    Computed in float64 and rounded once to ``dtype`` (default float32).
+    """
+    n = math.prod(shape)
+    u = _uniform64(xp, random_bits(xp, n, seed, stream, counter, device))
+    out = u * (high - low) + low
+    return xp.reshape(xp.astype(out, dtype or xp.float32), shape)
+
+
+# ---- reproducible log and cos from correctly rounded operations -------------------
+_LN2 = 0.6931471805599453
+_SQRT2 = 1.4142135623730951
+
+
+def _log_of_positive_integer_plus_half(xp: Any, v: Array) -> Array:
+    """log(v) for float64 v in [0.5, 2**32), from +, -, *, / only.
+
+    Range reduction v = m * 2**e with m in [sqrt(2)/2, sqrt(2)), then
+    log(m) = 2 artanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1)/(m + 1), |s| < 0.172.
+    """
+    e = xp.zeros_like(v)
+    m = v
+    for k in (16, 8, 4, 2, 1):
+        big = m >= 2.0**k
+        m = xp.where(big, m * 2.0**-k, m)
+        e = xp.where(big, e + k, e)
+    low = m < 1.0  # only v = 0.5 lands here
+    m = xp.where(low, m * 2.0, m)
+    e = xp.where(low, e - 1.0, e)
+    big = m > _SQRT2
+    m = xp.where(big, m * 0.5, m)
+    e = xp.where(big, e + 1.0, e)
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    poly = xp.zeros_like(s) + 1.0 / 23.0
+    for j in range(21, 0, -2):
+        poly = poly * s2 + 1.0 / j
+    return e * _LN2 + 2.0 * s * poly
+
+
+def _sqrt_small(xp: Any, x: Array) -> Array:
+    """sqrt(x) for float64 x in [2**-40, 64), from +, *, / only (library sqrt differs by backend).
+
+    Range reduction x = m * 4**e with m in [1, 4), five Newton steps y <- (y + m/y)/2
+    from a linear first guess (relative error < 1e-20 before rounding), then y * 2**e.
+    """
+    m, scale = x, xp.ones_like(x)
+    for k in (16, 8, 4, 2, 1):
+        small = m < 4.0**-k
+        m = xp.where(small, m * 4.0**k, m)
+        scale = xp.where(small, scale * 2.0**-k, scale)
+    for k in (2, 1):
+        big = m >= 4.0**k
+        m = xp.where(big, m * 4.0**-k, m)
+        scale = xp.where(big, scale * 2.0**k, scale)
+    y = m * 0.35 + 0.6
+    for _ in range(5):
+        y = (y + m / y) * 0.5
+    return y * scale
+
+
+def _cos_2pi(xp: Any, words: Array) -> Array:
+    """cos(2 pi N / 2**32) for 32-bit words N, via quadrant + Taylor series on [0, pi/2)."""
+    n = _unsigned_int64(xp, words)
+    quadrant = n >> 30
+    theta = xp.astype(n & ((1 << 30) - 1), xp.float64) * (math.pi / 2.0 * 2.0**-30)
+    t2 = theta * theta
+    cos_p = xp.zeros_like(t2) + (1.0 / math.factorial(22))
+    sin_p = xp.zeros_like(t2) + (1.0 / math.factorial(23))
+    for j in range(20, -1, -2):  # alternating series, Horner in theta**2
+        cos_p = 1.0 / math.factorial(j) - t2 * cos_p
+        sin_p = 1.0 / math.factorial(j + 1) - t2 * sin_p
+    cos_t = cos_p
+    sin_t = sin_p * theta
+    return xp.where(quadrant == 0, cos_t,
+                    xp.where(quadrant == 1, -sin_t, xp.where(quadrant == 2, -cos_t, sin_t)))
+
+
+def normal(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: int = 0,
+           std: float = 1.0, dtype: Any = None, device: Any = None) -> Array:
+    """Normal samples N(0, std**2) by Box-Muller: sqrt(-2 log u1) cos(2 pi u2).
+
+    u1 = (N1 + 0.5)/2**32, so |z| <= 6.8. Computed in float64 from correctly rounded
+    operations only (no library log/cos/sqrt), then rounded once to ``dtype`` (default float32).
+    """
+    n = math.prod(shape)
+    bits = random_bits(xp, 2 * n, seed, stream, counter, device)
+    n1 = xp.astype(_unsigned_int64(xp, bits[:n]), xp.float64) + 0.5
+    log_u1 = _log_of_positive_integer_plus_half(xp, n1) - 32.0 * _LN2
+    z = _sqrt_small(xp, -2.0 * log_u1) * _cos_2pi(xp, bits[n:])
+    return xp.reshape(xp.astype(z * std, dtype or xp.float32), shape)
+
+
+def permutation(xp: Any, n: int, seed: int, stream: int, counter: int = 0, device: Any = None) -> Array:
+    """A random permutation of ``range(n)`` (int64), by sorting unique random keys.
+
+    Keys are ``(31 random bits) * 2**32 + i``: all distinct, so any sort gives the
+    same permutation on every backend.
+    """
+    bits = random_bits(xp, n, seed, stream, counter, device)
+    keys = ((_unsigned_int64(xp, bits) >> 1) << 32) + xp.arange(n, dtype=xp.int64, device=device)
+    return xp.argsort(keys)
+
+
+def dropout_keep(xp: Any, shape: tuple[int, ...], rate: float, seed: int, stream: int, counter: int,
+                 device: Any = None) -> Array:
+    """Boolean keep-mask with P(drop) = round(rate * 2**16) / 2**16.
+
+    Each 32-bit word gives two 16-bit uniforms (low half for the first ceil(n/2)
+    elements, high half for the rest), halving the hashing cost.
+    """
+    n = math.prod(shape)
+    half = (n + 1) // 2
+    bits = random_bits(xp, half, seed, stream, counter, device)
+    lo = bits & 0xFFFF
+    hi = (bits >> 16) & 0xFFFF
+    u16 = xp.concat([lo, hi])[:n]
+    return xp.reshape(u16 >= dropout_threshold(rate), shape)
+
+
+def dropout_threshold(rate: float) -> int:
+    """The 16-bit threshold for drop probability ``rate``: drop iff u16 < threshold."""
+    return int(round(rate * 65536.0))
