@@ -107,7 +107,7 @@ class CPUContention:
 
     (system busy CPU-seconds - this process's CPU-seconds) / (wall * cores).
     A timing taken while this is well above zero was slowed by other work.
-    Resolution is a clock tick (10 ms), so it is rough for very short blocks.
+    Resolution is a clock tick (10 ms), so blocks under 0.25 s give None.
     """
 
     def __enter__(self):
@@ -122,12 +122,30 @@ class CPUContention:
         sys1 = _system_busy_seconds()
         t = os.times()
         own = t.user + t.system - self._own0
-        if self._sys0 is None or sys1 is None or wall <= 0:
+        if self._sys0 is None or sys1 is None or wall < 0.25:  # below tick resolution
             self.foreign_share = None
         else:
             other = max(0.0, (sys1 - self._sys0) - own)
             self.foreign_share = min(1.0, other / (wall * usable_cores()))
         return False
+
+
+def wait_until_quiet(threshold: float, max_wait: float, window: float = 1.0) -> float:
+    """Wait (up to ``max_wait`` s) for a ``window`` in which other processes use less
+    than ``threshold`` of the CPUs. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        sys0 = _system_busy_seconds()
+        if sys0 is None:
+            break
+        t = os.times()
+        own0 = t.user + t.system
+        time.sleep(window)
+        t = os.times()
+        other = (_system_busy_seconds() - sys0) - (t.user + t.system - own0)
+        if other / (window * usable_cores()) < threshold:
+            break
+    return time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------ device memory

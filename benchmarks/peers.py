@@ -18,6 +18,7 @@ missing one only makes its peer "skipped (not installed)".
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import warnings
 
 import numpy as np
@@ -285,9 +286,12 @@ class XpnetPeer(Peer):
         import xpnet
         self.model = xpnet.MLP(list(task.sizes), activation="relu", init="he_normal",
                                seed=0, backend=self.backend, dtype="float32")
+        extra = {}
+        if "train_accuracy" in inspect.signature(xpnet.fit).parameters:
+            extra["train_accuracy"] = False  # the other peers don't track it either
         hist = xpnet.fit(self.model, X, y, optimizer=xpnet.Adam(lr=task.lr),
                          l2=task.l2, epochs=task.epochs, batch_size=task.batch_size,
-                         seed=0)
+                         seed=0, **extra)
         losses = hist["loss"] if isinstance(hist, dict) else getattr(hist, "loss", None)
         return None if losses is None else [float(v) for v in losses]
 
@@ -338,7 +342,8 @@ def xpnet_backend_specs(requested: list[str] | None, include_strict: bool = Fals
         return available, {}
     if requested:
         run = [s for s in requested if s in available]
-        skipped = {s: "backend not available" for s in requested if s not in available}
+        skipped = {s: _unavailable_reason(backends, s) for s in requested
+                   if s not in available}
         return run, skipped
     run = [s for s in available if not s.startswith("strict")]
     skipped = {s: _unavailable_reason(backends, s) for s in KNOWN_GPU_SPECS

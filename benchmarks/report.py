@@ -83,6 +83,14 @@ def header(meta):
         "step (same shapes, batch and dtype), measured by this script. "
         "*vs X* = X's median time / this peer's median time (> 1: this peer is faster).",
         "",
+        "Peer notes: *plain-numpy* is benchmarks/plain_numpy.py (tutorial-style NumPy: "
+        "forward cache, hand backprop, Adam with bias correction, new arrays every step). "
+        "*sklearn* is MLPClassifier(solver='adam', tol=0, n_iter_no_change=huge, "
+        "alpha = l2 × batch size); it cannot use He init (Glorot-uniform weights and "
+        "biases), which alone makes its loss after few epochs differ. *torch-…* is "
+        "nn.Sequential + torch.optim.Adam with a randperm shuffle per epoch. *xpnet:…* "
+        "is xpnet.MLP + xpnet.fit (train_accuracy=False, as no other peer tracks it).",
+        "",
     ]
     return "\n".join(lines)
 

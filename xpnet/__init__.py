@@ -11,9 +11,21 @@ from .model import MLP
 from .optim import (SGD, Adam, AdamW, Constant, Cosine, Exponential, RMSProp, StepDecay, Warmup,
                     clip_by_norm, clip_by_value, make_optimizer, make_schedule)
 from .train import History, TrainingStopped, evaluate, fit
+from . import checkpoint  # noqa: E402 - save/load/resume (fit uses it)
+from . import diagnostics, metrics  # noqa: E402 - layer statistics / training warnings; device metrics
+from .gradcheck import check_layer, gradcheck  # noqa: E402 - finite-difference checks (xpnet.gradcheck is the function)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # scikit-learn estimators, imported lazily: xpnet imports without scikit-learn installed.
+    if name in ("XPNetClassifier", "XPNetRegressor"):
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["MLP", "fit", "evaluate", "History", "TrainingStopped", "SGD", "Adam", "AdamW", "RMSProp",
            "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "clip_by_value", "clip_by_norm",
            "make_optimizer", "make_schedule", "layers", "losses", "optim", "random", "__version__"]
+__all__ += ["metrics", "diagnostics", "gradcheck", "check_layer"]

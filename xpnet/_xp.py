@@ -5,6 +5,8 @@ from typing import Any
 
 import array_api_compat
 
+import backends
+
 Array = Any
 
 
@@ -25,3 +27,12 @@ def has_unsigned_arithmetic(xp: Any) -> bool:
     (two's complement wrap-around gives the same bits).
     """
     return not array_api_compat.is_torch_namespace(xp)
+
+
+def fast_path(xp: Any, name: str) -> Any:
+    """The backend's optional fused kernel ``name`` for namespace ``xp``, or None.
+
+    Fast paths live in ``backends/`` and compute the same math as the portable code
+    here (parity-tested); set XPNET_FAST_PATHS=0 to use the portable code everywhere.
+    """
+    return backends.fast_path(xp, name)

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from . import random as xrandom
-from ._xp import Array
+from ._xp import Array, fast_path
 
 __all__ = [
     "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Identity", "Softmax", "Dropout",
@@ -29,6 +29,7 @@ class Dense:
     def __init__(self, xp: Any, W: Array, b: Array, grad_W: Array, grad_b: Array, need_dx: bool = True):
         self.xp, self.W, self.b, self.grad_W, self.grad_b = xp, W, b, grad_W, grad_b
         self.need_dx = need_dx  # the first layer's dx (w.r.t. the data) is not needed in training
+        self._fused = fast_path(xp, "dense_backward")  # same math, no temporary copies
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Array]:
         y = x @ self.W
@@ -36,6 +37,8 @@ class Dense:
         return y, x
 
     def backward(self, dy: Array, x: Array) -> Array | None:
+        if self._fused is not None:
+            return self._fused(x, dy, self.W, self.grad_W, self.grad_b, self.need_dx)
         self.grad_W[...] = x.T @ dy
         self.grad_b[...] = self.xp.sum(dy, axis=0)
         return dy @ self.W.T if self.need_dx else None
@@ -103,7 +106,13 @@ class ReLU(Activation):
 
     name = "relu"
 
+    def __init__(self, xp: Any):
+        super().__init__(xp)
+        self._fused = fast_path(xp, "relu_forward")
+
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Array]:
+        if self._fused is not None:
+            return self._fused(x)
         mask = self.xp.astype(x > 0.0, x.dtype)
         return x * mask, mask
 
@@ -225,14 +234,18 @@ class Dropout:
     """
 
     def __init__(self, xp: Any, rate: float, seed: int, stream: int, device: Any = None):
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        if not (0.0 <= rate < 1.0 and xrandom.dropout_threshold(rate) < 65536):
+            raise ValueError(f"dropout rate must be in [0, 1) (and below 1 - 2**-17), got {rate!r}")
         self.xp, self.rate, self.seed, self.stream, self.device = xp, float(rate), seed, stream, device
         self.counter = 0  # number of training forwards so far (part of the RNG state)
         self.scale = 1.0 / (1.0 - xrandom.dropout_threshold(rate) / 65536.0)
+        self._fused = fast_path(xp, "dropout_mask")
 
     def mask(self, shape: tuple[int, ...], dtype: Any, counter: int) -> Array:
         """The scaled mask m / (1 - p) of the ``counter``-th training forward."""
+        if self._fused is not None:
+            k0, k1 = xrandom.key(self.seed, self.stream, counter)
+            return self._fused(shape, dtype, k0, k1, xrandom.dropout_threshold(self.rate), self.scale)
         keep = xrandom.dropout_keep(self.xp, shape, self.rate, self.seed, self.stream, counter, self.device)
         return self.xp.astype(keep, dtype) * self.scale
 

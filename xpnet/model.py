@@ -14,13 +14,14 @@ import backends as _backends
 
 from . import layers as L
 from . import random as xrandom
-from ._xp import Array, device, namespace
+from ._xp import Array, device, fast_path, namespace
 from .losses import OUTPUT_OF_LOSS, get_loss, l2_penalty, one_hot
 
 __all__ = ["MLP", "OUTPUTS"]
 
 OUTPUTS = ("sigmoid", "softmax", "identity")
 _DTYPES = ("float32", "float64")
+_NON_NUMERIC = ("U", "S", "O", "c", "V", "M", "m")  # NumPy dtype kinds xpnet refuses (strings, objects, ...)
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:
@@ -73,7 +74,8 @@ class MLP:
             raise ValueError(f"unknown activation {activation!r}: use one of {names}")
         n_hidden = len(self.sizes) - 2
         rates = [float(dropout)] * n_hidden if isinstance(dropout, (int, float)) else [float(r) for r in dropout]
-        if len(rates) != n_hidden or not all(0.0 <= r < 1.0 for r in rates):
+        if len(rates) != n_hidden or not all(0.0 <= r < 1.0 and xrandom.dropout_threshold(r) < 65536
+                                             for r in rates):
             raise ValueError(f"dropout must be a rate in [0, 1) or one rate per hidden layer "
                              f"({n_hidden}), got {dropout!r}")
         default_init = "he_normal" if activation in ("relu", "leaky_relu", "gelu") else "glorot_normal"
@@ -170,15 +172,24 @@ class MLP:
 
     def _on_device(self, A: Any, name: str) -> Array:
         try:
-            same = namespace(A) is self.xp and device(A) == self.backend.device
-        except TypeError:
-            same = False
-        if same:
-            return A
-        try:
-            return self.backend.asarray(A)
+            host = _backends.to_numpy(A) if isinstance(A, (list, tuple)) else A
+            kind = getattr(getattr(host, "dtype", None), "kind", None)  # NumPy-style dtypes (host data)
+            if kind not in _NON_NUMERIC:
+                try:
+                    if namespace(host) is self.xp and device(host) == self.backend.device:
+                        return host
+                except TypeError:  # not an array-API array
+                    pass
+                return self.backend.asarray(host)
         except Exception as exc:  # noqa: BLE001 - one clear line instead of a library traceback
             raise ValueError(f"{name} could not be converted to a {self.backend.spec} array: {exc}") from None
+        if kind in ("U", "S") and name.startswith("y"):
+            raise ValueError(f"{name} holds strings (dtype {host.dtype}): encode the labels as integers 0..k-1 "
+                             f"(e.g. sklearn.preprocessing.LabelEncoder) or use xpnet.XPNetClassifier, "
+                             f"which encodes them")
+        what = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers"}.get(kind, "non-numbers")
+        raise ValueError(f"{name} holds {what} (dtype {host.dtype}): xpnet needs real numbers "
+                         f"(convert it, e.g. with .astype(float), after encoding any categories)")
 
     def targets(self, y: Any, name: str = "y") -> Array:
         """y as the loss expects it, on the device: (n, k) floats.
@@ -189,6 +200,9 @@ class MLP:
         """
         xp, k = self.xp, self.sizes[-1]
         Y = self._on_device(y, name)
+        if xp.isdtype(Y.dtype, "real floating") and not bool(xp.all(xp.isfinite(Y))):
+            raise ValueError(f"{name} contains NaN or infinity")
+        given = tuple(Y.shape)
         if Y.ndim == 1 and not (self.output == "softmax"):
             Y = xp.reshape(Y, (-1, 1))
         if self.output == "softmax" and Y.ndim == 1:
@@ -203,8 +217,10 @@ class MLP:
                                  f"(the model has {k} output units)")
             return one_hot(xp, labels, k, self.dtype)
         if Y.ndim != 2 or Y.shape[1] != k:
-            raise ValueError(f"{name} has shape {tuple(Y.shape)} but the model has {k} output unit(s): "
-                             f"expected ({'n,' if k == 1 else 'n, ' + str(k)}) or (n, {k})")
+            hint = (f" (regression targets need one column per output unit; class labels must be integers "
+                    f"0..{k - 1})" if self.output == "identity" and len(given) == 1 else "")
+            raise ValueError(f"{name} has shape {given} but the model has {k} output unit(s): expected "
+                             f"{'(n,) or (n, 1)' if k == 1 else f'(n, {k})'}{hint}")
         Y = Y if Y.dtype == self.dtype else xp.astype(Y, self.dtype)
         if self.output == "sigmoid" and Y.shape[0] and not bool(xp.all((Y == 0.0) | (Y == 1.0))):
             raise ValueError(f"{name} must hold 0/1 labels for a sigmoid output "
@@ -259,6 +275,9 @@ class MLP:
         if fused_with is not None and fused_with != self.output:
             raise ValueError(f"loss {name!r} works on {fused_with} outputs but the model's output is "
                              f"{self.output!r}: pass output={fused_with!r} to MLP or choose another loss")
+        kernel = fast_path(self.xp, fn.__name__)
+        if kernel is not None:
+            fn = _FusedLoss(kernel)
         return fn, fused_with is not None
 
     def _step(self, X: Array, Y: Array, loss_fn: Any, fused: bool, l2: float) -> tuple[Array, Array]:
@@ -300,8 +319,8 @@ class MLP:
         """Backend-neutral state: config, NumPy copies of every weight and bias, dropout counters."""
         to_np = self.backend.to_numpy
         return {"config": self.config(),
-                "weights": [to_np(w) for w in self.weights],
-                "biases": [to_np(b) for b in self.biases],
+                "weights": [to_np(w).copy() for w in self.weights],  # copies, not views of params
+                "biases": [to_np(b).copy() for b in self.biases],
                 "dropout_counters": [layer.counter for layer in self.dropout_layers]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -339,3 +358,13 @@ class MLP:
         """Overwrite the flat parameters in place."""
         self.params[...] = flat
 
+
+
+class _FusedLoss:
+    """A backend fast-path loss kernel behind the portable ``loss(xp, z, y)`` signature."""
+
+    def __init__(self, kernel: Any):
+        self.kernel = kernel
+
+    def __call__(self, xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+        return self.kernel(z, y)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._xp import Array, namespace
+from ._xp import Array, fast_path, namespace
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "clip_by_value", "clip_by_norm",
            "Schedule", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "OPTIMIZERS",
@@ -50,6 +50,7 @@ class Optimizer:
         """One in-place update of the flat ``params`` from the flat ``grads``."""
         if self.xp is None:
             self.xp = namespace(params)
+            self._fused = {name: fast_path(self.xp, name) for name in ("adam",)}
         self.t += 1
         self._update(params, grads)
 
@@ -58,7 +59,8 @@ class Optimizer:
 
     def config(self) -> dict:
         """Hyperparameters (JSON-serializable)."""
-        return {k: v for k, v in vars(self).items() if k not in ("state", "t", "xp")} | {"name": type(self).__name__}
+        return {k: v for k, v in vars(self).items() if k not in ("state", "t", "xp", "_fused")} | \
+            {"name": type(self).__name__}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -103,16 +105,20 @@ class Adam(Optimizer):
 
     def _update(self, p: Array, g: Array) -> None:
         m, v = self._buffer("m", p), self._buffer("v", p)
+        root_bc2 = math.sqrt(1.0 - self.beta2 ** self.t)
+        step, eps = self.lr * root_bc2 / (1.0 - self.beta1 ** self.t), self.eps * root_bc2
+        if self._fused["adam"] is not None:
+            self._fused["adam"](p, g, m, v, self.beta1, self.beta2, step, eps)
+            return
         m *= self.beta1
         m += (1.0 - self.beta1) * g
         v *= self.beta2
         v += (1.0 - self.beta2) * (g * g)
         # torch's p -= lr/bc1 · m / (√v/√bc2 + ε), with √bc2 folded into the scalars.
-        root_bc2 = math.sqrt(1.0 - self.beta2 ** self.t)
         denom = self.xp.sqrt(v)
-        denom += self.eps * root_bc2
+        denom += eps
         update = m / denom
-        update *= self.lr * root_bc2 / (1.0 - self.beta1 ** self.t)
+        update *= step
         p -= update
 
 
@@ -177,7 +183,7 @@ def clip_by_norm(g: Array, max_norm: float) -> Array:
     xp = namespace(g)
     c = _check("clip norm", max_norm, strict_low=True)
     norm = xp.sqrt(xp.vecdot(g, g))
-    g *= xp.where(norm > c, c / norm, 1.0)
+    g *= c / xp.where(norm > c, norm, c)  # = min(1, c/‖g‖), never divides by zero
     return g
 
 

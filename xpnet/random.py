@@ -113,9 +113,10 @@ def _uniform64(xp: Any, bits: Array) -> Array:
 
 def uniform(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: int = 0,
             low: float = 0.0, high: float = 1.0, dtype: Any = None, device: Any = None) -> Array:
-    """Uniform samples on (low, high): ``low + (high - low) * u``, u = (N + 0.5)/2**32.
+    """Uniform samples ``low + (high - low) * u``, u = (N + 0.5)/2**32 in (0, 1).
 
-    Computed in float64 and rounded once to ``dtype`` (default float32).
+    Computed in float64 and rounded once to ``dtype`` (default float32); the rounding
+    can land exactly on ``low`` or ``high`` (in float32 with probability ~3e-8 per draw).
     """
     n = math.prod(shape)
     u = _uniform64(xp, random_bits(xp, n, seed, stream, counter, device))

@@ -11,7 +11,10 @@ import operator
 import time
 from typing import Any, Callable, Iterable
 
+from . import checkpoint as _ckpt
+from . import diagnostics as _diag
 from . import random as xrandom
+from ._xp import device, namespace
 from .model import MLP
 from .optim import Adam, Optimizer, Schedule, clip_by_norm, clip_by_value
 
@@ -63,8 +66,8 @@ def evaluate(model: MLP, X: Any, Y: Any, loss: str | None = None, l2: float = 0.
     total, correct = 0.0, 0
     sums, hits = [], []
     for i in range(0, n, batch_size):
-        z = model.logits(X[i:i + batch_size, ...])
-        y = Y[i:i + batch_size, ...]
+        z = model.logits(X[i:min(i + batch_size, n), ...])  # in-bounds stops: the array API leaves others open
+        y = Y[i:min(i + batch_size, n), ...]
         value = fn(xp, z, y)[0] if fused else fn(xp, model.output_layer.forward(z)[0], y)[0]
         sums.append(value * float(z.shape[0]))
         if model.output != "identity":
@@ -91,6 +94,7 @@ def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> bool:
     return stop
 
 
+@_ckpt.interruptible
 def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss: str | None = None,
         l2: float = 0.0, epochs: int = 10, batch_size: int = 32, shuffle: bool = True,
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
@@ -98,7 +102,10 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
         restore_best: bool = True, schedule: Schedule | Callable[[int], float] | None = None,
         clip_value: float | None = None, clip_norm: float | None = None,
         callbacks: Iterable[Any] = (), seed: int | None = None, record_grad_norms: bool = False,
-        train_accuracy: bool = True, verbose: bool = False) -> History:
+        train_accuracy: bool = True, verbose: bool = False, resume: Any = None, checkpoint: Any = None,
+        checkpoint_every: int | None = None, keep_last: int | None = None,
+        checkpoint_extra: dict | None = None, diagnostics: bool = False,
+        diagnostics_every: int | None = None) -> History:
     """Train ``model`` on (X, y) with mini-batch gradient descent; returns a :class:`History`.
 
     X: (n, features) NumPy array, list or array already on the model's device (copied to
@@ -112,15 +119,41 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
     ``restore_best``, puts back the best parameters. ``schedule(t)`` gives the learning
     rate of step t. ``callbacks``: callables ``cb(epoch, logs) -> stop?`` or objects
     with ``on_train_begin(info)``, ``on_epoch_end(epoch, logs)``, ``on_train_end(history)``.
+
+    Checkpoints (:mod:`xpnet.checkpoint`): ``checkpoint=path`` writes the whole training state
+    every ``checkpoint_every`` epochs (default 1) and at the end; ``{epoch}`` in the path names
+    files by epochs completed and ``keep_last=K`` keeps the newest K; ``checkpoint_extra`` (JSON)
+    is stored too (e.g. the input scaler). With a checkpoint path, SIGINT/SIGTERM (main thread)
+    finish the current step, write the checkpoint and raise :class:`xpnet.checkpoint.Interrupted`.
+    ``resume=path or Checkpoint`` continues a run: parameters, optimizer state and step count,
+    dropout counters, the epoch (shuffle counter), early-stopping state and history are restored
+    and training goes on up to ``epochs`` in total (bit-identical to an uninterrupted run on the
+    same backend); ``optimizer=None`` then means the saved optimizer.
+
+    ``diagnostics=True`` (or ``diagnostics_every=N``: every N epochs) records per-layer gradient and
+    activation statistics of each epoch's last batch in ``history["diagnostics"]`` (one entry per
+    epoch, None where skipped; see :func:`xpnet.diagnostics.layer_stats`) and warns
+    (:class:`xpnet.diagnostics.TrainingWarning`) about vanishing/exploding gradients and dead units.
+    At each epoch's end a NaN/inf in the step losses, parameters or gradients raises
+    :class:`TrainingStopped` naming the step, epoch and layers, after restoring the parameters
+    copied at the epoch's start.
     """
-    optimizer = optimizer if optimizer is not None else Adam(lr=1e-3)
+    ck = _ckpt._as_checkpoint(resume)  # None, or the Checkpoint this run continues
+    if optimizer is None:
+        optimizer = ck.new_optimizer() if ck is not None and ck.meta.get("optimizer") else Adam(lr=1e-3)
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(lr=1e-3)), got {optimizer!r}")
     epochs, batch_size, patience = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size), \
         _positive_int("patience", patience)
-    l2 = _non_negative("l2", l2)
+    l2, min_delta = _non_negative("l2", l2), _non_negative("min_delta", min_delta)
     if not 0.0 <= float(validation_split) < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    _same_source(X, y, "X", "y")
+    if validation_data is not None:
+        _same_source(*validation_data, "X_val", "y_val")
+    if ck is not None:
+        ck.restore(model, optimizer=optimizer)  # parameters, RNG key and counters, optimizer state
+        seed = ck.fit_config.get("seed") if seed is None else seed
     seed = model.seed if seed is None else seed
     xp = model.xp
 
@@ -135,8 +168,6 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
         raise ValueError(f"X and y have different lengths: {n} samples in X, {Yd.shape[0]} in y")
     if not bool(xp.all(xp.isfinite(Xd))):
         raise ValueError("X contains NaN or infinity: clean or impute the data before fitting")
-    if not bool(xp.all(xp.isfinite(Yd))):
-        raise ValueError("y contains NaN or infinity")
     loss_fn, fused = model.loss_fn(loss)
 
     Xv = Yv = None
@@ -162,18 +193,33 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
     track_acc = train_accuracy and model.output != "identity"
     per_row = 1 if model.output == "softmax" else model.sizes[-1]
     best, best_params, waited = math.inf, None, 0
+    fit_config = {"loss": loss, "l2": l2, "epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle),
+                  "validation_split": float(validation_split), "early_stopping": bool(early_stopping),
+                  "patience": patience, "min_delta": min_delta, "restore_best": bool(restore_best),
+                  "clip_value": clip_value, "clip_norm": clip_norm, "seed": seed, "n_train": n,
+                  "n_val": 0 if Xv is None else int(Xv.shape[0]), "schedule": _ckpt._schedule_config(schedule)}
+    first_epoch, partial = 0, None
+    if ck is not None:
+        history, first_epoch, partial, best, waited, best_params = ck._fit_state(model, fit_config, epochs)
+    saver = _ckpt._saver(checkpoint, checkpoint_every, keep_last, checkpoint_extra, fit_config, ck)
+    every = int(bool(diagnostics)) if diagnostics_every is None else _positive_int("diagnostics_every",
+                                                                                     diagnostics_every)
+    history.setdefault("diagnostics", [])
+    warned: set = set()  # (layer, kind) already warned about
     _call(callbacks, "on_train_begin", {"model": model, "n_train": n, "n_val": 0 if Xv is None else Xv.shape[0],
-                                        "epochs": epochs, "steps_per_epoch": steps})
-    for epoch in range(epochs):
+                                        "epochs": epochs, "steps_per_epoch": steps, "initial_epoch": first_epoch})
+    for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
+        snapshot = model.copy_params()  # the last finite parameters, put back by the non-finite guard
         if shuffle:
             perm = xrandom.permutation(xp, n, seed, xrandom.STREAMS["shuffle"], epoch, model.backend.device)
             Xe, Ye = xp.take(Xd, perm, axis=0), xp.take(Yd, perm, axis=0)
         else:
             Xe, Ye = Xd, Yd
         losses, hits = [], []
-        for i in range(0, n, batch_size):
-            xb, yb = Xe[i:i + batch_size, ...], Ye[i:i + batch_size, ...]
+        done, partial = partial or _ckpt.EPOCH_START, None  # a resumed unfinished epoch: its first steps
+        for i in range(done["step_in_epoch"] * batch_size, n, batch_size):
+            xb, yb = Xe[i:min(i + batch_size, n), ...], Ye[i:min(i + batch_size, n), ...]
             if schedule is not None:
                 optimizer.lr = schedule(optimizer.t)
             value, z = model._step(xb, yb, loss_fn, fused, l2)
@@ -185,13 +231,17 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
             losses.append(value)
             if track_acc:
                 hits.append(_correct(xp, model.output, z, yb))
-        step_loss = model.backend.to_numpy(xp.stack(losses)).tolist()  # one transfer per epoch
+            if saver is not None and saver.signalled and i + batch_size < n:  # SIGINT/SIGTERM mid-epoch
+                saver.interrupt(model, optimizer, history, epoch, i // batch_size + 1, done, losses, hits, t0,
+                                {"best": best, "waited": waited, "best_params": best_params})
+        step_loss = done["step_loss"] + model.backend.to_numpy(xp.stack(losses)).tolist()  # one transfer per epoch
         last = n - (steps - 1) * batch_size
         epoch_loss = (sum(step_loss[:-1]) * batch_size + step_loss[-1] * last) / n
         history["epoch"].append(epoch)
         history["step_loss"].extend(step_loss)
         history["loss"].append(epoch_loss)
-        history["accuracy"].append(int(xp.sum(xp.stack(hits))) / (n * per_row) if track_acc else None)
+        hit_count = done["hits"] + int(xp.sum(xp.stack(hits))) if track_acc else 0
+        history["accuracy"].append(hit_count / (n * per_row) if track_acc else None)
         history["lr"].append(optimizer.lr)
         if record_grad_norms:
             history["grad_norms"].append([float(xp.sqrt(xp.vecdot(xp.reshape(g, (-1,)), xp.reshape(g, (-1,)))))
@@ -202,12 +252,15 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
             val_loss, val_acc = None, None
         history["val_loss"].append(val_loss)
         history["val_accuracy"].append(val_acc)
-        history["time"].append(time.perf_counter() - t0)
-        if not math.isfinite(epoch_loss):
-            bad = next(i for i, v in enumerate(step_loss) if not math.isfinite(v))
-            raise TrainingStopped(f"the training loss became {step_loss[bad]} at step {bad} of epoch {epoch} "
-                                  f"(global step {epoch * steps + bad}): lower the learning rate, "
-                                  f"standardize the inputs or clip gradients (clip_norm)", history)
+        history["time"].append(done["time"] + time.perf_counter() - t0)
+        problem = _diag.nonfinite_report(model, step_loss, epoch, snapshot)  # one reduction per epoch
+        if problem is not None:
+            raise TrainingStopped(problem, history)
+        if every:  # statistics of the epoch's last batch (one extra forward/backward)
+            stats = _diag._stats(model, xb, yb, loss_fn, fused, l2) if (epoch + 1) % every == 0 and losses else None
+            history["diagnostics"].append(stats)
+            if stats is not None:
+                _diag.check(stats, epoch=epoch, seen=warned)
         monitor = val_loss if val_loss is not None else epoch_loss
         if monitor < best - min_delta:
             best, waited, history["best_epoch"] = monitor, 0, epoch
@@ -223,6 +276,9 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
         if early_stopping and waited >= patience:
             history["stopped_early"] = True
             stop = True
+        if saver is not None:  # every checkpoint_every epochs, at the end, or on a signal (then raises)
+            saver.after_epoch(model, optimizer, history, epoch + 1, stop or epoch + 1 == epochs,
+                              {"best": best, "waited": waited, "best_params": best_params})
         if stop:
             break
     if early_stopping and restore_best and best_params is not None:
@@ -235,7 +291,20 @@ def _is_continuous(model: MLP, y: Any) -> bool:
     """Whether y holds non-integer floats (a regression target)."""
     xp = model.xp
     Y = model._on_device(y, "y")
-    return bool(xp.isdtype(Y.dtype, "real floating")) and Y.shape[0] > 0 and not bool(xp.all(Y == xp.round(Y)))
+    return (bool(xp.isdtype(Y.dtype, "real floating")) and Y.shape[0] > 0 and bool(xp.all(xp.isfinite(Y)))
+            and not bool(xp.all(Y == xp.round(Y))))
+
+
+def _same_source(X: Any, y: Any, x_name: str, y_name: str) -> None:
+    """Reject X and y that are arrays of different libraries or devices (host lists pass)."""
+    try:
+        spaces, devices = (namespace(X), namespace(y)), (device(X), device(y))
+    except TypeError:  # a list, tuple or other host sequence: converted like NumPy data
+        return
+    if spaces[0] is not spaces[1] or devices[0] != devices[1]:
+        a, b = (f"{s.__name__.rsplit('.', 1)[-1]} on {d}" for s, d in zip(spaces, devices))
+        raise ValueError(f"{x_name} ({a}) and {y_name} ({b}) come from different array libraries or devices: "
+                         f"pass both from the same one (the model copies them to its own device)")
 
 
 def _positive_int(name: str, v: Any) -> int:

@@ -1,0 +1,130 @@
+"""Backend fast paths (fused CuPy kernels) against xpnet's portable code.
+
+The kernels must give the portable bits exactly for integer work (dropout masks, ReLU)
+and agree to rounding for floating work (Adam, fused losses); a whole training run with
+and without them must stay within the parity tolerance.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends
+import xpnet
+from xpnet import layers as L
+from xpnet import losses
+
+ALL_KERNELS = ("adam", "relu_forward", "dropout_mask", "binary_cross_entropy", "softmax_cross_entropy",
+               "dense_backward")
+NUMPY_KERNELS = ("dense_backward",)
+
+
+def test_fast_paths_only_where_registered():
+    for spec in backends.available():
+        be = backends.get(spec)
+        for name in ALL_KERNELS:
+            expect = be.name == "cupy" or (be.name == "numpy" and name in NUMPY_KERNELS)
+            assert (backends.fast_path(be, name) is not None) == expect
+            assert (backends.fast_path(be.xp, name) is not None) == expect
+    assert backends.fast_path("numpy", "adam") is None
+    assert backends.fast_path("cupy", "no_such_kernel") is None or "cupy" not in backends.available()
+
+
+def test_env_var_turns_fast_paths_off(monkeypatch):
+    monkeypatch.setenv("XPNET_FAST_PATHS", "0")
+    assert backends.fast_path("cupy", "adam") is None
+    assert backends.fast_path("numpy", "dense_backward") is None
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_dense_backward_fast_paths_bit_identical(monkeypatch, need_dx):
+    """The fast Dense backward (numpy here; cupy on a GPU) gives the portable bits."""
+    rng = np.random.default_rng(4)
+    for spec in [s for s in backends.available() if backends.fast_path(s, "dense_backward")]:
+        be = backends.get(spec)
+        x, dy, W = (be.asarray(rng.normal(size=s), dtype="float32") for s in [(9, 5), (9, 3), (5, 3)])
+        outs = []
+        for env in ("1", "0"):
+            monkeypatch.setenv("XPNET_FAST_PATHS", env)
+            gW, gb = be.xp.zeros((5, 3), dtype=W.dtype, device=be.device), be.xp.zeros(3, dtype=W.dtype,
+                                                                                        device=be.device)
+            layer = L.Dense(be.xp, W, W[0], gW, gb, need_dx=need_dx)
+            dx = layer.backward(dy, x)
+            outs.append([be.to_numpy(a).copy() for a in (gW, gb)] + ([be.to_numpy(dx)] if need_dx else [dx]))
+        for a, b in zip(*outs):
+            if b is None:
+                assert a is None
+            else:
+                assert np.array_equal(a, b)
+
+
+@pytest.fixture
+def cupy_backend():
+    if "cupy" not in backends.available():
+        pytest.skip("needs CuPy with a CUDA device")
+    return backends.get("cupy")
+
+
+def _portable(monkeypatch, fn):
+    monkeypatch.setenv("XPNET_FAST_PATHS", "0")
+    try:
+        return fn()
+    finally:
+        monkeypatch.delenv("XPNET_FAST_PATHS")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (256, 512), (33, 1)])
+def test_dropout_mask_bits_and_relu_exact(cupy_backend, monkeypatch, dtype, shape):
+    be = cupy_backend
+    dt = be.dtype(dtype)
+    fused = L.Dropout(be.xp, 0.3, seed=5, stream=77, device=be.device)
+    portable = _portable(monkeypatch, lambda: L.Dropout(be.xp, 0.3, seed=5, stream=77, device=be.device))
+    assert fused._fused is not None and portable._fused is None
+    for counter in (0, 1, 12345):
+        a, b = be.to_numpy(fused.mask(shape, dt, counter)), be.to_numpy(portable.mask(shape, dt, counter))
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    x = be.asarray(np.random.default_rng(0).normal(size=shape), dtype=dt)
+    relu_f, relu_p = L.ReLU(be.xp), _portable(monkeypatch, lambda: L.ReLU(be.xp))
+    for u, v in zip(relu_f.forward(x), relu_p.forward(x)):
+        assert np.array_equal(be.to_numpy(u), be.to_numpy(v))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,rtol", [("float32", 1e-5), ("float64", 1e-13)])
+def test_fused_losses_match_portable(cupy_backend, dtype, rtol):
+    be = cupy_backend
+    rng = np.random.default_rng(1)
+    z1 = be.asarray(rng.normal(scale=30, size=(64, 1)), dtype=dtype)
+    y1 = be.asarray(rng.integers(0, 2, size=(64, 1)), dtype=dtype)
+    zk = be.asarray(rng.normal(scale=30, size=(64, 10)), dtype=dtype)
+    yk = be.asarray(np.eye(10)[rng.integers(0, 10, size=64)], dtype=dtype)
+    kernels = backends.fast_path(be, "binary_cross_entropy"), backends.fast_path(be, "softmax_cross_entropy")
+    for kernel, ref, z, y in ((kernels[0], losses.binary_cross_entropy, z1, y1),
+                              (kernels[1], losses.softmax_cross_entropy, zk, yk)):
+        (v1, g1), (v2, g2) = kernel(z, y), ref(be.xp, z, y)
+        np.testing.assert_allclose(be.to_numpy(v1), be.to_numpy(v2), rtol=rtol)
+        np.testing.assert_allclose(be.to_numpy(g1), be.to_numpy(g2), rtol=rtol, atol=rtol * 1e-3)
+        assert g1.dtype == z.dtype and v1.dtype == z.dtype
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,rtol", [("float32", 1e-4), ("float64", 1e-9)])
+def test_training_with_and_without_fast_paths(cupy_backend, monkeypatch, dtype, rtol):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+
+    def run():
+        model = xpnet.MLP([4, 16, 8, 1], dropout=0.1, backend="cupy", dtype=dtype, seed=3)
+        hist = xpnet.fit(model, X, y, epochs=8, batch_size=32, l2=1e-3)
+        return np.array(hist["step_loss"]), model.backend.to_numpy(model.params)
+
+    fast_loss, fast_params = run()
+    slow_loss, slow_params = _portable(monkeypatch, run)
+    assert len(fast_loss) == 8 * 13
+    dev = np.max(np.abs(fast_loss - slow_loss) / np.abs(slow_loss))
+    print(f"fast vs portable cupy {dtype}: max relative step-loss deviation {dev:.3e}")
+    assert dev < rtol
+    np.testing.assert_allclose(fast_params, slow_params, rtol=rtol * 10, atol=rtol)
