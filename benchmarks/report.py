@@ -81,7 +81,9 @@ def header(meta):
         "6 × weights × samples per epoch; *% matmul* compares it with the rate at which "
         "the peer's array library runs just the forward/backward matmuls of one training "
         "step (same shapes, batch and dtype), measured by this script. "
-        "*vs X* = X's median time / this peer's median time (> 1: this peer is faster).",
+        "*vs X* = X's median time / this peer's median time (> 1: this peer is faster). "
+        "A timed run during which other processes used more than the --max-contention share "
+        "of the CPUs is discarded and redone once the machine is quiet (up to --retries times).",
         "",
         "Peer notes: *plain-numpy* is benchmarks/plain_numpy.py (tutorial-style NumPy: "
         "forward cache, hand backprop, Adam with bias correction, new arrays every step). "
@@ -140,6 +142,12 @@ def task_section(name, tr):
         lines.append("**Warning:** other processes used up to "
                      + ", ".join(f"{100 * v:.0f} % ({n})" for n, v in busy.items())
                      + " of the CPUs during timed runs; those timings are inflated.")
+        lines.append("")
+    redone = {n: r["discarded_contended_runs"] for n, r in ok.items()
+              if r.get("discarded_contended_runs")}
+    if redone:
+        lines.append("Runs discarded and redone because other processes were using the CPUs: "
+                     + ", ".join(f"{n} {k}" for n, k in redone.items()) + " (listed in the JSON).")
         lines.append("")
     if len(ok) > 1:
         names = list(ok)

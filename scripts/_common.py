@@ -19,10 +19,12 @@ import argparse
 import contextlib
 import csv
 import datetime
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -128,6 +130,18 @@ def hidden_sizes(text: str) -> list[int]:
     return sizes
 
 
+def explicit_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:
+    """The flags given on the command line (dest -> parsed value); defaults are left out."""
+    defaults = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in defaults:
+            a.default = argparse.SUPPRESS
+        return vars(parser.parse_args(argv))
+    finally:
+        for a, d in defaults:
+            a.default = d
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="moons", metavar="NAME|PATH",
@@ -218,6 +232,20 @@ def dataset_label(name: str) -> str:
     if name in DATASETS:
         return name
     return os.path.splitext(os.path.basename(name))[0] or "data"
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """SHA-256 of the features and the target (a resumed run checks it trains on the same data)."""
+    h = hashlib.sha256()
+    X = np.ascontiguousarray(data.X, dtype=np.float64)
+    h.update(repr(X.shape).encode())
+    h.update(X.tobytes())
+    y = np.asarray(data.y)
+    if y.dtype.kind in "USO":
+        h.update("\x00".join(str(v) for v in y.tolist()).encode())
+    else:
+        h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def load_dataset(name: str = "moons", target: str | None = None, samples: int | None = None,
@@ -449,8 +477,13 @@ class Prepared:
 
 
 def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: float = 0.2,
-            val_split: float = 0.1, seed: int = 0) -> Prepared:
-    """Encode the target, split test / validation off (stratified), standardize with training statistics."""
+            val_split: float = 0.1, seed: int = 0, *, idx: dict | None = None, scaler: Standardizer | None = None,
+            target_scaler: Standardizer | None = None) -> Prepared:
+    """Encode the target, split test / validation off (stratified), standardize with training statistics.
+
+    A resumed run passes the saved ``idx`` (row indices per split, e.g. from split.npz) and the saved
+    ``scaler`` / ``target_scaler`` instead of recomputing them.
+    """
     from sklearn.model_selection import train_test_split
 
     task, y, classes = resolve_task(data.y, task, data.target_name)
@@ -477,13 +510,19 @@ def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: f
         except ValueError as exc:
             raise CLIError(f"cannot make the {what} split of {len(ids)} samples: {exc}") from None
 
-    rest, test = split(np.arange(len(y)), test_split, "test")
-    train, val = split(rest, val_split, "validation")
-    idx = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    if idx is None:
+        rest, test = split(np.arange(len(y)), test_split, "test")
+        train, val = split(rest, val_split, "validation")
+        idx = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    else:
+        idx = {k: np.asarray(idx[k], dtype=np.int64) for k in ("train", "val", "test")}
+        if any(v.ndim != 1 or (v.size and (v.min() < 0 or v.max() >= len(y))) for v in idx.values()) \
+                or not idx["train"].size:
+            raise CLIError(f"the saved split does not fit the {len(y)} samples of the dataset")
     if task != "regression" and len(np.unique(y[idx["train"]])) < 2:
         raise CLIError("the training split holds a single class: use more data or a smaller --test-split")
-    scaler = Standardizer.fit(data.X[idx["train"]])
-    tscaler = Standardizer.fit(y[idx["train"], None]) if task == "regression" else None
+    scaler = scaler or Standardizer.fit(data.X[idx["train"]])
+    tscaler = (target_scaler or Standardizer.fit(y[idx["train"], None])) if task == "regression" else None
     X = {k: scaler.transform(data.X[v]) for k, v in idx.items()}
     Y = {k: (tscaler.transform(y[v, None])[:, 0] if tscaler else y[v]) for k, v in idx.items()}
     return Prepared(data, task, classes, output, k, scaler, tscaler, idx, X, Y)
@@ -543,18 +582,19 @@ def fit_kwargs(args: argparse.Namespace, prep: Prepared) -> dict:
 
 class Progress:
     """fit callback: a tqdm bar over epochs (train loss, validation loss, accuracy) that also keeps
-    every epoch's logs, so an interrupted run can still save its history."""
+    every epoch's logs, so an interrupted run can still save its history. ``base``: the history of
+    the epochs before a resume (the bar then starts at fit's ``initial_epoch``)."""
 
-    def __init__(self, enabled: bool = True, desc: str | None = None):
-        self.enabled, self.desc, self.bar = enabled, desc, None
+    def __init__(self, enabled: bool = True, desc: str | None = None, base: dict | None = None):
+        self.enabled, self.desc, self.bar, self.base = enabled, desc, None, base
         self.logs: list[dict] = []
 
     def on_train_begin(self, info: dict) -> None:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=info["epochs"], desc=self.desc, unit="epoch", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=info["epochs"], initial=info.get("initial_epoch", 0), desc=self.desc,
+                            unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.logs.append(dict(logs))
@@ -579,8 +619,13 @@ class Progress:
     def partial_history(self) -> dict:
         """A History-shaped dict from the epochs seen so far (no per-step losses or gradient norms)."""
         h = xpnet.History()
+        for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"):
+            h[k].extend((self.base or {}).get(k) or [])
+        if self.base:
+            h["best_epoch"] = self.base.get("best_epoch")
+        start = len(h["epoch"])
         for e, logs in enumerate(self.logs):
-            h["epoch"].append(e)
+            h["epoch"].append(start + e)
             for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"):
                 h[k].append(logs.get(k))
         return h
@@ -787,18 +832,42 @@ def write_npz(path: str, arrays: dict) -> None:
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
+def copy_file(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` atomically (nothing to do when they are the same file)."""
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        return
+    with open(src, "rb") as f:
+        write_atomic(dst, lambda out: shutil.copyfileobj(f, out))
+
+
 @contextlib.contextmanager
 def sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C while saving (so a second Ctrl-C cannot leave half-written outputs)."""
+    """Ignore Ctrl-C and SIGTERM while saving (so a second signal cannot leave half-written outputs)."""
+    old = {}
     try:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            old[s] = signal.signal(s, signal.SIG_IGN)
     except ValueError:  # not the main thread
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training step (the scripts' handler raises it): handled like Ctrl-C, exit 143."""
+
+    signum = signal.SIGTERM
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM")
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def environment(backend: Any) -> dict:
@@ -950,8 +1019,8 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
     CLIError, backends.BackendUnavailable and ValueError (which the library raises for bad
     arguments) -> 2; argparse's exits (--help, usage errors) -> their status; a
-    KeyboardInterrupt not handled by ``main`` -> 130. Set XPNET_DEBUG=1 to get the
-    traceback instead.
+    KeyboardInterrupt not handled by ``main`` -> 130 (143 for :class:`Terminated`, i.e. SIGTERM).
+    Set XPNET_DEBUG=1 to get the traceback instead.
     """
     debug = os.environ.get("XPNET_DEBUG", "") not in ("", "0")
     try:
@@ -963,16 +1032,20 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
             raise
         print(error_line(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C): stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
+        print(f"interrupted ({signal_name(signum)}): stopped", file=sys.stderr)
+        return 128 + signum
 
 
 def script_entry(main: Callable[[list[str] | None], int]) -> None:
     """``if __name__ == "__main__"`` body: Ctrl-C raises KeyboardInterrupt even when a parent
-    started us with SIGINT ignored, then exit with main's status."""
+    started us with SIGINT ignored, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt: the
+    same clean stop, exit status 143), then exit with main's status."""
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, _terminated)
     # A diverging run overflows (NumPy warns at every op); fit reports it as TrainingStopped instead.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"xpnet(\.|$)")
     sys.exit(main(None))

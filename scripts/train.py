@@ -9,20 +9,37 @@ Outputs (in --out, default runs/<dataset>-<backend>-<timestamp>/): config.json, 
 history.json, metrics.json, model.npz + model.json (reload with
 scripts/_common.load_run_model), split.npz (row indices of the splits), and PNG plots
 (loss.png, accuracy.png, grad_norms.png, decision_boundary.png for 2-D inputs), and
-checkpoint.npz (the whole training state, xpnet.checkpoint format: resume with
-xpnet.fit(..., resume=path)).
+checkpoint.npz (the whole training state, xpnet.checkpoint format).
 
-Exit status: 0 done; 1 training diverged; 2 bad input; 130 interrupted by Ctrl-C (143 by
-SIGTERM): the current step finishes and what exists so far is saved.
+Checkpoints and resuming: checkpoint.npz is written at the end and when SIGINT (Ctrl-C) or
+SIGTERM stops the run; --checkpoint-every N also writes checkpoint-NNNN.npz (NNNN: epochs
+completed) every N epochs, --keep-last K keeps the newest K of those. --resume PATH (a
+checkpoint, or a run folder holding checkpoint.npz) continues a run up to --epochs in total
+(default: the original run's): the model, data, split, standardization and training
+settings come from the checkpoint (and ``extra`` saved in it); --epochs, --backend/--device,
+--out, --quiet, --checkpoint-every/--keep-last and --dataset (the same data at another path)
+may be given, any other flag must agree with the checkpoint. On the same backend a resumed
+run is bit-identical to an uninterrupted one; on another backend it matches to float
+tolerance. The outputs go to a new run folder (or --out) and the history includes the epochs
+before the resume.
+
+Exit status: 0 done (also: resuming a run that is already complete); 1 training diverged;
+2 bad input (including an unreadable or mismatched --resume checkpoint); 130 interrupted by
+Ctrl-C, 143 by SIGTERM: the current step finishes, the checkpoint and what exists so far are
+saved, and the message gives the command that resumes the run.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import re
+import shlex
 import signal
 import sys
 import time
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -32,6 +49,7 @@ for _p in (ROOT, HERE):
 
 import _common as C  # noqa: E402
 import backends  # noqa: E402
+import numpy as np  # noqa: E402
 import xpnet  # noqa: E402
 from xpnet import checkpoint as ckpt  # noqa: E402
 
@@ -40,8 +58,16 @@ EXAMPLES = """examples:
   python scripts/train.py --backend torch --device cuda --dataset digits --hidden 128,64
   python scripts/train.py --dataset data.csv --target label --optimizer adamw --schedule cosine --warmup 100
   python scripts/train.py --dataset iris --early-stopping --patience 20 --epochs 1000 --out runs/iris
+  python scripts/train.py --epochs 1000 --checkpoint-every 50 --keep-last 3 --out runs/long
+  python scripts/train.py --resume runs/long                # continue after Ctrl-C / SIGTERM
+  python scripts/train.py --resume runs/long/checkpoint-0500.npz --epochs 2000 --backend torch
 """
 _DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "cross_entropy", "identity": "mse"}
+PERIODIC = "checkpoint-{epoch:04d}.npz"  # --checkpoint-every files, named by epochs completed
+_PERIODIC_RE = re.compile(r"checkpoint-(\d+)\.npz\Z")
+# Flags a resumed run may set; every other flag comes from the checkpoint and may only repeat its value.
+RESUME_FREE = ("epochs", "backend", "device", "quiet", "out", "resume", "checkpoint_every", "keep_last", "dataset")
+_RUN_ONLY = ("backend", "device", "quiet", "out", "resume", "checkpoint_every", "keep_last")  # not saved settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "in it are replaced")
     o.add_argument("--quiet", action="store_true",
                    help="no progress bar (the final summary and errors are still printed)")
+    c = p.add_argument_group("checkpoints and resuming")
+    c.add_argument("--checkpoint-every", type=C.positive_int, metavar="N",
+                   help="also write the whole training state every N epochs (N >= 1) to checkpoint-NNNN.npz in "
+                        "the output folder, NNNN = epochs completed (the state at the end or at an interruption "
+                        "is written there too). Default: only checkpoint.npz, at the end and when SIGINT/SIGTERM "
+                        "stops the run")
+    c.add_argument("--keep-last", type=C.positive_int, metavar="K",
+                   help="keep only the newest K (K >= 1) checkpoint-NNNN.npz files (default: all); "
+                        "needs --checkpoint-every. checkpoint.npz (the final state) is always kept")
+    c.add_argument("--resume", metavar="PATH",
+                   help="continue a run from PATH: a checkpoint .npz, or a run folder holding checkpoint.npz. "
+                        "Trains up to --epochs in total (default: the original run's epochs) on the same data, "
+                        "split and standardization, bit-identical to an uninterrupted run on the same backend. "
+                        "The model and training flags come from the checkpoint: only --epochs, --backend, "
+                        "--device, --out, --quiet, --checkpoint-every, --keep-last and --dataset (the same data "
+                        "at another path) may be given. Outputs go to a new run folder (or --out); the history "
+                        "includes the epochs before the resume")
     return p
 
 
@@ -72,22 +115,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    t_start = time.perf_counter()
-    args = build_parser().parse_args(argv)
-    C.check_training_args(args)
+    t_start, wall_start = time.perf_counter(), time.time()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.keep_last is not None and args.checkpoint_every is None:
+        raise C.CLIError("--keep-last needs --checkpoint-every (without it the only checkpoint is checkpoint.npz)")
+    ck, saved = None, None
+    if args.resume is not None:
+        ck = _load_checkpoint(args.resume)  # CheckpointError (a ValueError): one line, exit 2
+        saved = _resume_args(args, C.explicit_args(parser, argv), ck)
+    else:
+        C.check_training_args(args)
     backend = backends.get(args.backend, args.device)
-    prep = C.prepare_from_args(args)
-    model = C.build_model(args, prep, backend)
+    if ck is None:
+        prep = C.prepare_from_args(args)
+        model = C.build_model(args, prep, backend)
+    else:
+        prep = _prepare_resumed(args, ck, saved)
+        model = _model_from_checkpoint(args, ck, prep, backend)
     kwargs = C.fit_kwargs(args, prep)
     steps = C.steps_per_epoch(args, prep)
     label = f"{C.dataset_label(args.dataset)}-{backend.spec.replace(':', '-')}"
     args.out = C.make_out_dir(args.out or C.default_out_dir(label))
     out = args.out
     path = lambda name: os.path.join(out, name)  # noqa: E731
+    effective_loss = args.loss if args.loss != "auto" else _DEFAULT_LOSS[model.output]
+    resumed = None if ck is None else {
+        "checkpoint": os.path.abspath(ck.path), "epoch": ck.epoch, "step": ck.step,
+        "step_in_epoch": int(ck.meta.get("step_in_epoch") or 0), "saved_on": ck.meta.get("backend"),
+        "complete": saved["complete"]}
 
     config = {
         "script": "train.py", "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "settings": vars(args) | {"loss": args.loss if args.loss != "auto" else _DEFAULT_LOSS[model.output]},
+        "settings": vars(args) | {"loss": effective_loss},
+        "resumed_from": resumed,
         "seed": args.seed,
         "data": {"dataset": args.dataset, "source": prep.data.source, "n_samples": int(prep.data.X.shape[0]),
                  "n_features": int(prep.data.X.shape[1]), "feature_names": prep.data.feature_names,
@@ -106,18 +167,39 @@ def _main(argv: list[str] | None) -> int:
     files = ["config.json", "split.npz"]
 
     run = C.RunModel(model, prep.scaler, prep.task, prep.classes, prep.target_scaler)
-    progress = C.Progress(enabled=not args.quiet, desc=backend.spec)
+    progress = C.Progress(enabled=not args.quiet, desc=backend.spec, base=None if ck is None else ck.history)
     # The full training state goes to checkpoint.npz at the end, and when SIGINT/SIGTERM arrives
-    # (fit then finishes the step, writes it and raises ckpt.Interrupted with the history so far).
-    extra = {"task": prep.task, "classes": config["data"]["classes"], "standardize": prep.scaler.to_json(),
-             "target_standardize": prep.target_scaler.to_json() if prep.target_scaler else None}
+    # (fit then finishes the step, writes it and raises ckpt.Interrupted with the history so far);
+    # with --checkpoint-every to checkpoint-NNNN.npz too. ``extra`` holds what --resume needs.
+    extra = {"script": "train.py", "task": prep.task, "classes": config["data"]["classes"],
+             "standardize": prep.scaler.to_json(),
+             "target_standardize": prep.target_scaler.to_json() if prep.target_scaler else None,
+             "settings": {k: v for k, v in vars(args).items() if k not in _RUN_ONLY}, "loss": effective_loss,
+             "splits": prep.sizes,
+             "data": {"path": os.path.abspath(args.dataset) if args.dataset not in C.DATASETS else None,
+                      "fingerprint": C.data_fingerprint(prep.data), "n_samples": int(prep.data.X.shape[0])}}
+    final_ck = path("checkpoint.npz")
+    if args.checkpoint_every:
+        template = os.path.join(out.replace("{", "{{").replace("}", "}}"), PERIODIC)
+        saving = dict(checkpoint=template, checkpoint_every=args.checkpoint_every, keep_last=args.keep_last)
+    else:
+        template = None
+        saving = dict(checkpoint=final_ck, checkpoint_every=args.epochs)
+    if ck is not None:
+        kwargs["resume"] = ck
+        if saved["complete"]:
+            print(f"{ck.path}: the run is already complete ({_done_text(ck, args)}): nothing to train; "
+                  f"writing its outputs to {out}", file=sys.stderr)
     t_fit = time.perf_counter()
     try:
-        history = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress], record_grad_norms=True,
-                            checkpoint=path("checkpoint.npz"), checkpoint_every=args.epochs,
-                            checkpoint_extra=extra, **kwargs)
+        with warnings.catch_warnings():
+            if ck is not None and saved["schedule_note"]:
+                print(saved["schedule_note"], file=sys.stderr)
+                warnings.filterwarnings("ignore", message="resuming .* with settings that differ")
+            history = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress],
+                                record_grad_norms=True, checkpoint_extra=extra, **saving, **kwargs)
         backend.synchronize()
-    except KeyboardInterrupt as exc:  # ckpt.Interrupted, or a second Ctrl-C / one outside a step
+    except KeyboardInterrupt as exc:  # ckpt.Interrupted, or a second signal / one outside a step
         progress.close()
         graceful = isinstance(exc, ckpt.Interrupted)
         record = C.history_record(exc.history if graceful else progress.partial_history(), steps,
@@ -125,12 +207,18 @@ def _main(argv: list[str] | None) -> int:
         with C.sigint_ignored():
             _save_history(out, record)
             C.save_model(out, run)
-        signum = exc.signum if graceful else signal.SIGINT
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        resume = f"; full training state in {exc.path} (xpnet.fit(..., resume=...))" if graceful else ""
-        print(f"interrupted ({name}) after {record['epochs_run']} of {args.epochs} epochs: saved config.json, "
-              f"history.csv, history.json and the model at that point to {out}{resume}", file=sys.stderr)
-        return 128 + int(signum)
+            if graceful:
+                C.copy_file(exc.path, final_ck)
+                latest = final_ck
+            else:
+                latest = _latest_checkpoint(out, since=wall_start)
+        signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
+        how = (f"; resume with: {_resume_command(latest)}" if latest else
+               "; no checkpoint of this point was written (stopped outside a training step)")
+        print(f"interrupted ({C.signal_name(signum)}) after {record['epochs_run']} of {args.epochs} epochs: saved "
+              f"config.json, history.csv, history.json, the model and the training state at that point to "
+              f"{out}{how}", file=sys.stderr)
+        return 128 + signum
     except xpnet.TrainingStopped as exc:
         progress.close()
         _save_history(out, C.history_record(exc.history, steps))
@@ -139,13 +227,19 @@ def _main(argv: list[str] | None) -> int:
         return 1
     fit_seconds = time.perf_counter() - t_fit
 
+    if ck is not None and saved["complete"]:  # fit trained nothing and wrote no checkpoint
+        C.copy_file(ck.path, final_ck)
+    elif template is not None:  # fit's last save went to checkpoint-NNNN.npz
+        C.copy_file(template.format(epoch=history["epoch"][-1] + 1), final_ck)
     record = C.history_record(history, steps)
     files += _save_history(out, record)
     files += C.save_model(out, run) + ["checkpoint.npz"]
+    if template is not None:
+        files += sorted(f for f in os.listdir(out) if _PERIODIC_RE.match(f))
     test = prep.idx["test"]
     metrics = C.compute_metrics(run, prep.data.X[test], prep.data.y[test])
     metrics = {"split": "test", **metrics, "epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"],
-               "train_seconds": fit_seconds}
+               "train_seconds": fit_seconds, "resumed_from": resumed}
     C.write_json(path("metrics.json"), metrics)
     files.append("metrics.json")
 
@@ -163,8 +257,183 @@ def _main(argv: list[str] | None) -> int:
         files.append("decision_boundary.png")
 
     print(_summary(args, backend, prep, model, config, record, metrics, fit_seconds,
-                   time.perf_counter() - t_start, out, files))
+                   time.perf_counter() - t_start, out, files, ck))
     return 0
+
+
+# ---------------------------------------------------------------- resuming
+def _load_checkpoint(spec: str) -> ckpt.Checkpoint:
+    """The checkpoint --resume names: a file, or a run folder's checkpoint.npz."""
+    target = spec
+    if os.path.isdir(spec):
+        target = os.path.join(spec, "checkpoint.npz")
+        if not os.path.exists(target):
+            periodic = sorted((int(m.group(1)), f) for f in os.listdir(spec) if (m := _PERIODIC_RE.match(f)))
+            hint = (f"; its newest checkpoint is {periodic[-1][1]}: pass --resume {os.path.join(spec, periodic[-1][1])}"
+                    if periodic else " (is it a train.py run folder?)")
+            raise C.CLIError(f"--resume {spec}: the folder holds no checkpoint.npz{hint}")
+    return ckpt.load(target)
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, list):
+        return ",".join(map(str, v)) or "none"
+    return str(v)
+
+
+def _run_settings(ck: ckpt.Checkpoint) -> dict | None:
+    """The flags of the run that wrote ``ck``: from its extra, or config.json beside it (older train.py)."""
+    extra = ck.extra if isinstance(ck.extra, dict) else {}
+    if isinstance(extra.get("settings"), dict):
+        return dict(extra["settings"])
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(ck.path)), "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return dict(config["settings"]) if config.get("script") == "train.py" and "settings" in config else None
+
+
+def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> dict:
+    """Fill ``args`` from the checkpoint (model config, saved flags), checking the flags given against it.
+
+    Returns what the rest of the run needs: the checkpoint's extra, whether it is complete, and a note
+    when the learning-rate schedule is stretched to a new --epochs.
+    """
+    extra = ck.extra if isinstance(ck.extra, dict) else {}
+    settings = _run_settings(ck)
+    if settings is None or not isinstance(extra.get("standardize"), dict):
+        raise C.CLIError(f"checkpoint {ck.path!r}: was not written by scripts/train.py (it holds no dataset "
+                         f"settings or input standardization); continue it in Python with "
+                         f"xpnet.fit(..., resume=path)")
+    cfg = ck.model_config
+    fixed = dict(settings)
+    fixed.update(hidden=list(cfg["sizes"][1:-1]), activation=cfg["activation"], dtype=cfg["dtype"])
+    drop = cfg.get("dropout")
+    if isinstance(drop, list) and drop and len(set(drop)) == 1:
+        fixed["dropout"] = drop[0]
+    conflicts = []
+    for k, v in given.items():
+        if k in RESUME_FREE or k not in fixed:
+            continue
+        if k == "init" and v == cfg.get("init"):
+            continue
+        if k == "loss" and v == extra.get("loss"):
+            continue
+        if v != fixed[k]:
+            conflicts.append(f"--{k.replace('_', '-')} {_show(v)} (the checkpoint has {_show(fixed[k])})")
+    if conflicts:
+        raise C.CLIError(f"--resume {ck.path}: {'; '.join(conflicts)}: the model, data and training settings come "
+                         f"from the checkpoint; on resume only --epochs, --backend, --device, --out, --quiet, "
+                         f"--checkpoint-every, --keep-last and --dataset (the same data at another path) may change")
+    for k, v in fixed.items():
+        if k not in RESUME_FREE and hasattr(args, k):
+            setattr(args, k, v)
+    original_epochs = int(ck.fit_config.get("epochs") or settings.get("epochs") or ck.epoch)
+    if "epochs" not in given:
+        args.epochs = original_epochs
+    stopped = bool((ck.history or {}).get("stopped_early"))
+    partial = ck.meta.get("partial") is not None
+    if not stopped and args.epochs < ck.epoch + partial:
+        where = f"stopped in epoch {ck.epoch + 1}" if partial else f"has completed {ck.epoch} epochs"
+        raise C.CLIError(f"--epochs {args.epochs}: checkpoint {ck.path!r} {where}; --epochs is the total number "
+                         f"of epochs: give {ck.epoch + partial} or more")
+    if "dataset" not in given:
+        args.dataset = settings.get("dataset", "moons")
+    if "dataset" not in given and args.dataset not in C.DATASETS:
+        candidates = [(extra.get("data") or {}).get("path"), args.dataset]
+        found = next((c for c in candidates if c and os.path.isfile(c)), None)
+        if found is None:
+            raise C.CLIError(f"--resume {ck.path}: the run's dataset file {args.dataset} is not found; "
+                             f"pass --dataset PATH (the same data)")
+        args.dataset = found
+    note = None
+    if args.schedule != "constant" and args.epochs != original_epochs:
+        note = (f"note: --schedule {args.schedule} spans all --epochs: from here on it is stretched from "
+                f"{original_epochs} to {args.epochs} epochs (not the same as a {args.epochs}-epoch run from "
+                f"the start)")
+    return {"extra": extra, "complete": stopped or args.epochs == ck.epoch, "stopped": stopped,
+            "schedule_note": note}
+
+
+def _saved_split(ck: ckpt.Checkpoint) -> dict | None:
+    """The row indices of the run's splits: split.npz beside the checkpoint, if it is there and readable."""
+    try:
+        with np.load(os.path.join(os.path.dirname(os.path.abspath(ck.path)), "split.npz"), allow_pickle=False) as z:
+            idx = {k: z[k] for k in ("train", "val", "test")}
+    except (OSError, ValueError, KeyError):
+        return None
+    return idx if all(v.dtype.kind in "iu" and v.ndim == 1 for v in idx.values()) else None
+
+
+def _prepare_resumed(args: argparse.Namespace, ck: ckpt.Checkpoint, saved: dict) -> C.Prepared:
+    """The checkpoint's data, split and standardization (checked against what it was trained on)."""
+    extra = saved["extra"]
+    data = C.load_dataset(args.dataset, args.target, args.samples, args.noise, args.seed)
+    fingerprint = (extra.get("data") or {}).get("fingerprint")
+    if fingerprint and C.data_fingerprint(data) != fingerprint:
+        raise C.CLIError(f"--resume {ck.path}: the data in {args.dataset} is not the data the checkpoint was "
+                         f"trained on (it changed since, or --dataset names other data)")
+    scaler = C.Standardizer.from_json(extra["standardize"])
+    ts = extra.get("target_standardize")
+    prep = C.prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed, idx=_saved_split(ck),
+                     scaler=scaler, target_scaler=C.Standardizer.from_json(ts) if ts else None)
+    check = C.Standardizer.fit(data.X[prep.idx["train"]])  # the same training rows give the saved statistics
+    same = check.mean.shape == scaler.mean.shape and np.allclose(check.mean, scaler.mean, rtol=1e-9, atol=1e-12) \
+        and np.allclose(check.std, scaler.std, rtol=1e-9, atol=1e-12)
+    if not same or (extra.get("splits") not in (None, prep.sizes)):
+        raise C.CLIError(f"--resume {ck.path}: the training split of {args.dataset} does not match the checkpoint's "
+                         f"(its sizes or standardization differ)")
+    classes = None if prep.classes is None else prep.classes.tolist()
+    if classes != extra.get("classes", classes):
+        raise C.CLIError(f"--resume {ck.path}: the classes of the data ({classes}) are not the checkpoint's "
+                         f"({extra.get('classes')})")
+    return prep
+
+
+def _model_from_checkpoint(args: argparse.Namespace, ck: ckpt.Checkpoint, prep: C.Prepared,
+                           backend) -> xpnet.MLP:
+    """A model with the checkpoint's architecture, activation, dropout, init, seed and dtype on ``backend``
+    (fit(resume=) loads the parameters, optimizer state and counters into it)."""
+    cfg = ck.model_config
+    n_in = int(prep.X["train"].shape[1])
+    if cfg["sizes"][0] != n_in or cfg["sizes"][-1] != prep.n_outputs or cfg["output"] != prep.output:
+        raise C.CLIError(f"--resume {ck.path}: the checkpoint's model {cfg['sizes']} -> {cfg['output']} does not "
+                         f"fit the data ({n_in} features, {prep.n_outputs} {prep.output} outputs)")
+    try:
+        model = xpnet.MLP(**cfg, backend=backend)
+    except TypeError as exc:
+        raise C.CLIError(f"checkpoint {ck.path!r}: its model config cannot be built: {exc}") from None
+    model.loss_fn(None if args.loss == "auto" else args.loss)
+    return model
+
+
+def _done_text(ck: ckpt.Checkpoint, args: argparse.Namespace) -> str:
+    h = ck.history or {}
+    if h.get("stopped_early"):
+        return f"it stopped early after {ck.epoch} epochs"
+    return f"{ck.epoch} of {args.epochs} epochs done"
+
+
+def _latest_checkpoint(out: str, since: float) -> str | None:
+    """The newest checkpoint this run wrote in ``out`` (modified after ``since``), if any."""
+    found = []
+    for f in os.listdir(out):
+        if f == "checkpoint.npz" or _PERIODIC_RE.match(f):
+            p = os.path.join(out, f)
+            mtime = os.path.getmtime(p)
+            if mtime >= since:
+                found.append((mtime, p))
+    return max(found)[1] if found else None
+
+
+def _resume_command(checkpoint: str) -> str:
+    script = os.path.relpath(os.path.abspath(__file__))
+    if script.startswith(".."):
+        script = os.path.abspath(__file__)
+    return f"python {shlex.quote(script)} --resume {shlex.quote(checkpoint)}"
 
 
 def _save_history(out: str, record: dict) -> list[str]:
@@ -173,7 +442,8 @@ def _save_history(out: str, record: dict) -> list[str]:
     return ["history.csv", "history.json"]
 
 
-def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, total_seconds, out, files) -> str:
+def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, total_seconds, out, files,
+             ck=None) -> str:
     pe = record["per_epoch"]
     sizes = prep.sizes
     if prep.task == "regression":
@@ -196,7 +466,7 @@ def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, t
     else:
         test = "  ".join(f"{k} {C.fmt(metrics[k])}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc",
                                                                  "log_loss"))
-    n_epochs = max(1, len(pe["epoch"]))
+    n_epochs = max(1, len(pe["epoch"]) - (ck.epoch if ck is not None else 0))
     lines = [
         f"xpnet train: {C.dataset_label(args.dataset)} on {backend.spec} ({backend.describe()})",
         f"  data      {prep.data.X.shape[0]} samples x {prep.data.X.shape[1]} features, {kind}; "
@@ -205,6 +475,7 @@ def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, t
         f"{model.n_params:,} parameters, {model.dtype_name}, seed {args.seed}",
         f"  training  {args.optimizer} lr {C.hp(args.lr)} ({sched}), {config['settings']['loss']} loss, "
         f"batch {args.batch_size}, {', '.join(extras)}; {len(pe['epoch'])} epochs x {record['steps_per_epoch']} steps",
+        *([_resumed_line(ck, record)] if ck is not None else []),
         f"  final     {final}",
         f"  test      {test}",
         f"  time      {fit_seconds:.2f} s training ({1000 * fit_seconds / n_epochs:.1f} ms/epoch), "
@@ -213,6 +484,15 @@ def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, t
         f"            {' '.join(files)}",
     ]
     return "\n".join(lines)
+
+
+def _resumed_line(ck: ckpt.Checkpoint, record: dict) -> str:
+    step = int(ck.meta.get("step_in_epoch") or 0)
+    at = f"epoch {ck.epoch}" + (f" + {step} steps" if step else "")
+    trained = record["epochs_run"] - ck.epoch
+    what = ("nothing left to train" if trained <= 0 else f"trained epoch {record['epochs_run']} here" if trained == 1
+            else f"trained epochs {ck.epoch + 1}-{record['epochs_run']} here")
+    return f"  resumed   from {ck.path} at {at} (saved on {ck.meta.get('backend')}); {what}"
 
 
 if __name__ == "__main__":

@@ -148,9 +148,10 @@ def test_train_help_explains_every_flag(capsys):
     for flag in ["--backend", "--device", "--dataset", "--target", "--task", "--hidden", "--activation", "--init",
                  "--loss", "--optimizer", "--lr", "--schedule", "--warmup", "--epochs", "--batch-size", "--dropout",
                  "--l2", "--weight-decay", "--clip-norm", "--val-split", "--test-split", "--early-stopping",
-                 "--patience", "--seed", "--dtype", "--out", "--quiet"]:
+                 "--patience", "--seed", "--dtype", "--out", "--quiet", "--checkpoint-every", "--keep-last",
+                 "--resume"]:
         assert flag in text, flag
-    for word in ["moons", "breast_cancer", "nesterov", "rmsprop", "cosine", "float64"]:
+    for word in ["moons", "breast_cancer", "nesterov", "rmsprop", "cosine", "float64", "checkpoint-NNNN.npz"]:
         assert word in text
 
 
@@ -324,6 +325,212 @@ def test_train_ctrl_c_saves_what_exists_and_exits_130(tmp_path):
     for i, w in enumerate(run.model.weights):
         np.testing.assert_array_equal(ck.arrays[f"model.W{i}"], backends.to_numpy(w))
     assert not (out / "metrics.json").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints and --resume
+def _main_ok(capsys, *argv) -> str:
+    rc = train.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return out + err
+
+
+def _params(run_dir: Path) -> dict:
+    with np.load(run_dir / "model.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 6-epoch run and a 3-epoch run of the same flags (in this process)."""
+    d = tmp_path_factory.mktemp("resume")
+    for epochs in (6, 3):
+        assert train.main(["--epochs", str(epochs), *SMALL, "--out", str(d / f"e{epochs}")]) == 0
+    return d
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(runs, tmp_path, capsys):
+    out = tmp_path / "resumed"
+    text = _main_ok(capsys, "--resume", runs / "e3" / "checkpoint.npz", "--epochs", 6, "--quiet", "--out", out)
+    assert "resumed   from" in text and "trained epochs 4-6 here" in text
+    full, res = read_json(runs / "e6" / "history.json"), read_json(out / "history.json")
+    assert res["epochs_run"] == 6 and res["per_epoch"]["epoch"] == [1, 2, 3, 4, 5, 6]
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "grad_norms"):
+        assert res["per_epoch"][key] == full["per_epoch"][key], key
+    assert res["per_step"] == full["per_step"] and len(res["per_step"]["loss"]) == 6 * STEPS
+    a, b = _params(runs / "e6"), _params(out)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # bit for bit
+    assert read_json(out / "metrics.json")["accuracy"] == read_json(runs / "e6" / "metrics.json")["accuracy"]
+    with open(out / "history.csv") as f:
+        assert [float(r["train_loss"]) for r in csv.DictReader(f)] == full["per_epoch"]["train_loss"]
+    ck = xpnet.checkpoint.load(out / "checkpoint.npz")
+    assert ck.epoch == 6 and ck.extra["settings"]["epochs"] == 6 and ck.extra["settings"]["hidden"] == [16, 8]
+    config = read_json(out / "config.json")
+    assert config["resumed_from"]["epoch"] == 3 and config["settings"]["hidden"] == [16, 8]
+    np.testing.assert_array_equal(np.load(out / "split.npz")["train"], np.load(runs / "e3" / "split.npz")["train"])
+
+    # a finished run: --resume says so, writes the outputs and exits 0; the default --epochs is the run's own
+    done = tmp_path / "done"
+    text = _main_ok(capsys, "--resume", runs / "e6", "--quiet", "--out", done)
+    assert "already complete (6 of 6 epochs done)" in text and "nothing left to train" in text
+    assert read_json(done / "history.json")["per_step"] == full["per_step"]
+    assert all(np.array_equal(a[k], _params(done)[k]) for k in a)
+    assert xpnet.checkpoint.load(done / "checkpoint.npz").epoch == 6 and (done / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("spec", ["strict:device1"] + (["torch:cpu"] if has("torch:cpu") else []))
+def test_resume_a_numpy_checkpoint_on_another_backend(runs, tmp_path, capsys, spec):
+    out = tmp_path / spec.replace(":", "-")
+    _main_ok(capsys, "--resume", runs / "e3" / "checkpoint.npz", "--epochs", 6, "--backend", spec, "--quiet",
+             "--out", out)
+    full, res = read_json(runs / "e6" / "history.json"), read_json(out / "history.json")
+    assert read_json(out / "config.json")["backend"] == backends.get(spec).spec
+    assert res["per_step"]["loss"][:3 * STEPS] == full["per_step"]["loss"][:3 * STEPS]  # the numpy part, as saved
+    np.testing.assert_allclose(res["per_step"]["loss"], full["per_step"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(res["per_epoch"]["val_loss"], full["per_epoch"]["val_loss"], rtol=1e-4)
+    a, b = _params(runs / "e6"), _params(out)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6)
+    assert xpnet.checkpoint.load(out / "checkpoint.npz").meta["backend"] == backends.get(spec).spec
+
+
+def test_checkpoint_every_keeps_the_last_k(tmp_path, capsys):
+    out = tmp_path / "periodic"
+    text = _main_ok(capsys, "--epochs", 4, *SMALL, "--checkpoint-every", 1, "--keep-last", 2, "--out", out)
+    names = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint"))
+    assert names == ["checkpoint-0003.npz", "checkpoint-0004.npz", "checkpoint.npz"]
+    assert "checkpoint-0004.npz" in text
+    final, last = xpnet.checkpoint.load(out / "checkpoint.npz"), xpnet.checkpoint.load(out / "checkpoint-0004.npz")
+    assert final.epoch == last.epoch == 4 and xpnet.checkpoint.load(out / "checkpoint-0003.npz").epoch == 3
+    for k in last.arrays:
+        np.testing.assert_array_equal(final.arrays[k], last.arrays[k])
+    # a periodic checkpoint resumes like the final one: 3 -> 4 epochs gives the same parameters
+    again = tmp_path / "again"
+    _main_ok(capsys, "--resume", out / "checkpoint-0003.npz", "--epochs", 4, "--quiet", "--out", again)
+    a, b = _params(out), _params(again)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGTERM")
+def test_sigterm_saves_a_checkpoint_prints_how_to_resume_and_exits_143(tmp_path, capsys):
+    out = tmp_path / "terminated"
+    cmd = [sys.executable, str(SCRIPTS / "train.py"), "--epochs", "100000", "--samples", "1000", "--hidden", "16",
+           "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert (out / "config.json").exists(), "training did not start"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "interrupted (SIGTERM) after" in stderr and "Traceback" not in stderr and stderr.count("\n") == 1
+    hint = stderr.split("resume with: ", 1)[1].split()
+    assert hint[:3] == ["python", os.path.join("scripts", "train.py"), "--resume"]
+    assert Path(hint[3]) == out / "checkpoint.npz"
+    hist = read_json(out / "history.json")
+    done = hist["epochs_run"]
+    assert hist["interrupted"] and done >= 1
+    ck = xpnet.checkpoint.load(hint[3])
+    assert ck.epoch == done and ck.fit_config["epochs"] == 100000
+
+    resumed = tmp_path / "resumed"  # the printed command, with a reachable --epochs
+    text = _main_ok(capsys, "--resume", hint[3], "--epochs", done + 2, "--quiet", "--out", resumed)
+    assert f"epochs {done + 1}-{done + 2} here" in text
+    res = read_json(resumed / "history.json")
+    assert res["epochs_run"] == done + 2 and not res["interrupted"]
+    assert len(res["per_step"]["loss"]) == (done + 2) * 23
+    assert res["per_step"]["loss"][:done * 23] == hist["per_step"]["loss"]
+    assert (resumed / "metrics.json").is_file()
+
+
+def _newer_format(src: Path, dst: Path) -> Path:
+    """A copy of a checkpoint claiming format_version 2."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "__meta__.npy":
+                meta = json.loads(bytes(np.load(src)["__meta__"]).decode())
+                meta["format_version"] = 2
+                arr = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+                import io
+
+                buf = io.BytesIO()
+                np.save(buf, arr)
+                data = buf.getvalue()
+            zout.writestr(info.filename, data)
+    return dst
+
+
+BAD_RESUME = [
+    (["--resume", "{d}/nope.npz"], "checkpoint '{d}/nope.npz': no such file"),
+    (["--resume", "{d}/notes.txt"], "is not an xpnet checkpoint (not an .npz/zip file)"),
+    (["--resume", "{run}/split.npz"], "is not an xpnet checkpoint (an .npz without __meta__)"),
+    (["--resume", "{d}/truncated.npz"], "is truncated or corrupted"),
+    (["--resume", "{d}/newer.npz"], "reads formats up to 1: upgrade xpnet"),
+    (["--resume", "{d}/library.npz"], "was not written by scripts/train.py"),
+    (["--resume", "{d}"], "the folder holds no checkpoint.npz"),
+    (["--resume", "{run}", "--hidden", "32"], "--hidden 32 (the checkpoint has 16,8)"),
+    (["--resume", "{run}", "--lr", "0.01", "--dropout", "0.1"], "--lr 0.01 (the checkpoint has 0.001)"),
+    (["--resume", "{run}", "--dataset", "iris"], "is not the data the checkpoint was trained on"),
+    (["--resume", "{run}", "--epochs", "2"], "has completed 3 epochs; --epochs is the total number of epochs"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1"),
+    (["--checkpoint-every", "2", "--keep-last", "0"], "argument --keep-last: must be an integer >= 1"),
+    (["--keep-last", "2"], "--keep-last needs --checkpoint-every"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_RESUME, ids=[" ".join(a) for a, _ in BAD_RESUME])
+def test_bad_resume_is_one_line_exit_2(runs, tmp_path, capsys, argv, message):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "notes.txt").write_text("not a checkpoint\n")
+    good = (runs / "e3" / "checkpoint.npz").read_bytes()
+    (d / "truncated.npz").write_bytes(good[:len(good) // 2])
+    _newer_format(runs / "e3" / "checkpoint.npz", d / "newer.npz")
+    xpnet.checkpoint.save(d / "library.npz", xpnet.MLP([2, 3, 1]), epoch=1)
+    paths = {"d": d, "run": runs / "e3"}
+    out = tmp_path / "out"
+    rc = train.main([a.format(**paths) for a in argv] + ["--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message.format(**paths) in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_resume_subprocess_has_no_traceback(runs):
+    proc = run_script("train", "--resume", runs / "e3", "--hidden", "8")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "--hidden 8 (the checkpoint has 16,8)" in proc.stderr and "may change" in proc.stderr
+
+
+def test_resume_finds_moved_data_only_when_it_is_the_same(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 2))
+    rows = np.column_stack([X, (X[:, 0] > X[:, 1]).astype(int)]).tolist()
+    data = write_csv(tmp_path / "data.csv", ["a", "b", "y"], rows)
+    run = tmp_path / "run"
+    _main_ok(capsys, "--dataset", data, "--target", "y", "--epochs", 2, "--hidden", "8", "--quiet", "--out", run)
+    moved = tmp_path / "moved.csv"
+    data.rename(moved)
+    assert train.main(["--resume", str(run), "--epochs", "3", "--quiet", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset file" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    rows[5][0] += 1.0
+    other = write_csv(tmp_path / "other.csv", ["a", "b", "y"], rows)
+    assert train.main(["--resume", str(run), "--dataset", str(other), "--epochs", "3", "--quiet"]) == 2
+    assert "is not the data the checkpoint was trained on" in capsys.readouterr().err
+    out = tmp_path / "resumed"
+    _main_ok(capsys, "--resume", run, "--dataset", moved, "--target", "y", "--epochs", 3, "--quiet", "--out", out)
+    assert read_json(out / "history.json")["epochs_run"] == 3
 
 
 # --------------------------------------------------------------------------- parity.py

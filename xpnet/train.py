@@ -1,6 +1,6 @@
 """The training loop: shuffled mini-batches on the device, validation, early stopping.
 
-Per step: take the batch (a slice of the epoch's shuffled copy) -> forward -> loss and
+Per step: gather the batch (its rows of the epoch's permutation) -> forward -> loss and
 d_logits -> backward -> optional clipping -> in-place optimizer update. The step's loss
 (and correct-prediction count) stay on the device; they cross to the host once per epoch.
 """
@@ -211,15 +211,17 @@ def fit(model: MLP, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss:
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         snapshot = model.copy_params()  # the last finite parameters, put back by the non-finite guard
-        if shuffle:
-            perm = xrandom.permutation(xp, n, seed, xrandom.STREAMS["shuffle"], epoch, model.backend.device)
-            Xe, Ye = xp.take(Xd, perm, axis=0), xp.take(Yd, perm, axis=0)
-        else:
-            Xe, Ye = Xd, Yd
+        # Each batch gathers its rows of the epoch's permutation: no shuffled copy of the dataset.
+        perm = xrandom.permutation(xp, n, seed, xrandom.STREAMS["shuffle"], epoch, model.backend.device) \
+            if shuffle else None
         losses, hits = [], []
         done, partial = partial or _ckpt.EPOCH_START, None  # a resumed unfinished epoch: its first steps
         for i in range(done["step_in_epoch"] * batch_size, n, batch_size):
-            xb, yb = Xe[i:min(i + batch_size, n), ...], Ye[i:min(i + batch_size, n), ...]
+            if perm is None:
+                xb, yb = Xd[i:min(i + batch_size, n), ...], Yd[i:min(i + batch_size, n), ...]
+            else:
+                rows = perm[i:min(i + batch_size, n)]
+                xb, yb = xp.take(Xd, rows, axis=0), xp.take(Yd, rows, axis=0)
             if schedule is not None:
                 optimizer.lr = schedule(optimizer.t)
             value, z = model._step(xb, yb, loss_fn, fused, l2)
