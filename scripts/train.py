@@ -16,12 +16,12 @@ SIGTERM stops the run; --checkpoint-every N also writes checkpoint-NNNN.npz (NNN
 completed) every N epochs, --keep-last K keeps the newest K of those. --resume PATH (a
 checkpoint, or a run folder holding checkpoint.npz) continues a run up to --epochs in total
 (default: the original run's): the model, data, split, standardization and training
-settings come from the checkpoint (and ``extra`` saved in it); --epochs, --backend/--device,
---out, --quiet, --checkpoint-every/--keep-last and --dataset (the same data at another path)
-may be given, any other flag must agree with the checkpoint. On the same backend a resumed
-run is bit-identical to an uninterrupted one; on another backend it matches to float
-tolerance. The outputs go to a new run folder (or --out) and the history includes the epochs
-before the resume.
+settings come from the checkpoint (and ``extra`` saved in it); --epochs, --backend/--device
+(default: the backend it was saved on), --out, --quiet, --checkpoint-every/--keep-last and
+--dataset (the same data at another path) may be given, any other flag must agree with the
+checkpoint. On the same backend a resumed run is bit-identical to an uninterrupted one; on
+another backend it matches to float tolerance. The outputs go to a new run folder (or --out)
+and the history includes the epochs before the resume.
 
 Exit status: 0 done (also: resuming a run that is already complete); 1 training diverged;
 2 bad input (including an unreadable or mismatched --resume checkpoint); 130 interrupted by
@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "split and standardization, bit-identical to an uninterrupted run on the same backend. "
                         "The model and training flags come from the checkpoint: only --epochs, --backend, "
                         "--device, --out, --quiet, --checkpoint-every, --keep-last and --dataset (the same data "
-                        "at another path) may be given. Outputs go to a new run folder (or --out); the history "
-                        "includes the epochs before the resume")
+                        "at another path) may be given; the backend defaults to the one the checkpoint was saved "
+                        "on. Outputs go to a new run folder (or --out); the history includes the epochs before "
+                        "the resume")
     return p
 
 
@@ -123,7 +124,15 @@ def _main(argv: list[str] | None) -> int:
     ck, saved = None, None
     if args.resume is not None:
         ck = _load_checkpoint(args.resume)  # CheckpointError (a ValueError): one line, exit 2
-        saved = _resume_args(args, C.explicit_args(parser, argv), ck)
+        given = C.explicit_args(parser, argv)
+        saved = _resume_args(args, given, ck)
+        if "backend" not in given and "device" not in given:  # default: where the run was saved
+            args.backend = ck.meta.get("backend") or "numpy"
+            try:
+                backends.get(args.backend)
+            except backends.BackendUnavailable as exc:
+                raise C.CLIError(f"{exc} (the checkpoint was saved on {args.backend}: pass --backend to resume "
+                                 f"on another one, e.g. --backend numpy)") from None
     else:
         C.check_training_args(args)
     backend = backends.get(args.backend, args.device)
@@ -215,8 +224,10 @@ def _main(argv: list[str] | None) -> int:
         signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
         how = (f"; resume with: {_resume_command(latest)}" if latest else
                "; no checkpoint of this point was written (stopped outside a training step)")
-        print(f"interrupted ({C.signal_name(signum)}) after {record['epochs_run']} of {args.epochs} epochs: saved "
-              f"config.json, history.csv, history.json, the model and the training state at that point to "
+        steps_done = int(getattr(exc, "step_in_epoch", 0) or 0)
+        part = f" (+ {steps_done} steps of epoch {record['epochs_run'] + 1}, in the checkpoint)" if steps_done else ""
+        print(f"interrupted ({C.signal_name(signum)}) after {record['epochs_run']} of {args.epochs} epochs{part}: "
+              f"saved config.json, history.csv, history.json, the model and the training state at that point to "
               f"{out}{how}", file=sys.stderr)
         return 128 + signum
     except xpnet.TrainingStopped as exc:
@@ -315,6 +326,9 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
     if isinstance(drop, list) and drop and len(set(drop)) == 1:
         fixed["dropout"] = drop[0]
     conflicts = []
+    if "dataset" in given and given["dataset"] != settings.get("dataset") and \
+            (given["dataset"] in C.DATASETS or settings.get("dataset") in C.DATASETS):  # moving a file is fine
+        conflicts.append(f"--dataset {given['dataset']} (the checkpoint has {settings.get('dataset')})")
     for k, v in given.items():
         if k in RESUME_FREE or k not in fixed:
             continue
@@ -352,8 +366,8 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
     note = None
     if args.schedule != "constant" and args.epochs != original_epochs:
         note = (f"note: --schedule {args.schedule} spans all --epochs: from here on it is stretched from "
-                f"{original_epochs} to {args.epochs} epochs (not the same as a {args.epochs}-epoch run from "
-                f"the start)")
+                f"{original_epochs} to {args.epochs} epochs (not the same as training {args.epochs} epochs "
+                f"from the start)")
     return {"extra": extra, "complete": stopped or args.epochs == ck.epoch, "stopped": stopped,
             "schedule_note": note}
 

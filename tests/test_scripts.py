@@ -392,6 +392,10 @@ def test_resume_a_numpy_checkpoint_on_another_backend(runs, tmp_path, capsys, sp
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6)
     assert xpnet.checkpoint.load(out / "checkpoint.npz").meta["backend"] == backends.get(spec).spec
+    # without --backend a resume stays on the backend the checkpoint was saved on
+    again = tmp_path / "again"
+    _main_ok(capsys, "--resume", out, "--epochs", 7, "--quiet", "--out", again)
+    assert read_json(again / "config.json")["backend"] == backends.get(spec).spec
 
 
 def test_checkpoint_every_keeps_the_last_k(tmp_path, capsys):
@@ -422,7 +426,7 @@ def test_sigterm_saves_a_checkpoint_prints_how_to_resume_and_exits_143(tmp_path,
         while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert (out / "config.json").exists(), "training did not start"
-        time.sleep(0.5)
+        time.sleep(1.0)  # well into training (a few ms per epoch)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -479,7 +483,7 @@ BAD_RESUME = [
     (["--resume", "{d}"], "the folder holds no checkpoint.npz"),
     (["--resume", "{run}", "--hidden", "32"], "--hidden 32 (the checkpoint has 16,8)"),
     (["--resume", "{run}", "--lr", "0.01", "--dropout", "0.1"], "--lr 0.01 (the checkpoint has 0.001)"),
-    (["--resume", "{run}", "--dataset", "iris"], "is not the data the checkpoint was trained on"),
+    (["--resume", "{run}", "--dataset", "iris"], "--dataset iris (the checkpoint has moons)"),
     (["--resume", "{run}", "--epochs", "2"], "has completed 3 epochs; --epochs is the total number of epochs"),
     (["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1"),
     (["--checkpoint-every", "2", "--keep-last", "0"], "argument --keep-last: must be an integer >= 1"),

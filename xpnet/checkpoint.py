@@ -547,19 +547,24 @@ class _Saver:
         main = threading.current_thread() is threading.main_thread()
         self.guard = _SignalGuard._stack[-1] if _SignalGuard._stack and main else None
         self.pattern = _epoch_pattern(self.template)
-        try:
-            self.template.format(epoch=0)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"checkpoint path {self.template!r} may hold only {{epoch}} as a field "
-                             f"(double other braces): {type(exc).__name__}: {exc}") from None
+        if self.pattern:  # a path without {epoch} is used literally, braces and all
+            try:
+                self.template.format(epoch=0)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"checkpoint path {self.template!r} may hold only {{epoch}} as a field "
+                                 f"(double other braces): {type(exc).__name__}: {exc}") from None
 
     @property
     def signalled(self) -> int:
         """The signal number caught (0: none). Checked once per step."""
         return self.guard.signum if self.guard is not None else 0
 
-    def save(self, model: MLP, optimizer: Any, history: Any, epoch: int, loop_state: dict) -> str:
+    def save(self, model: MLP, optimizer: Any, history: Any, epoch: int, loop_state: dict,
+             mid_epoch: bool = False) -> str:
         path = self.template.format(epoch=epoch) if self.pattern else self.template
+        if self.pattern and mid_epoch:  # keep the clean end-of-epoch file of the same number intact
+            stem, ext = os.path.splitext(path)
+            path = f"{stem}-interrupted{ext}"
         save(path, model, optimizer, history, epoch, self.extra, self.fit_config, loop_state=loop_state)
         if self.pattern and self.keep_last:
             directory = os.path.dirname(os.path.abspath(path))
@@ -587,7 +592,7 @@ class _Saver:
                    "hits": done["hits"] + (int(xp.sum(xp.stack(hits))) if hits else 0),
                    "time": done["time"] + time.perf_counter() - t0}
         path = self.save(model, optimizer, history, epoch,
-                         dict(loop_state, step_in_epoch=step_in_epoch, partial=partial))
+                         dict(loop_state, step_in_epoch=step_in_epoch, partial=partial), mid_epoch=True)
         self._raise(path, history, epoch, step_in_epoch)
 
     def _raise(self, path: str, history: Any, epoch: int, step_in_epoch: int) -> None:
