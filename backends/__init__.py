@@ -74,7 +74,8 @@ def fast_path(target: Any, name: str) -> Callable[..., Any] | None:
     """An optional backend-specific kernel by name, or None ("use the portable code").
 
     ``target`` is a Backend, a spec string or an array namespace. NumPy has
-    ``dense_backward`` (BLAS straight into the gradient buffer, bit-identical);
+    ``dense_backward`` (BLAS straight into the gradient buffer) and ``adam`` (no
+    temporaries), both bit-identical to the portable code;
     CuPy has fused kernels in ``backends/_cupy_kernels.py`` (adam, relu_forward,
     dropout_mask, binary_cross_entropy, softmax_cross_entropy, dense_backward).
     Setting the environment variable ``XPNET_FAST_PATHS=0`` turns them all off

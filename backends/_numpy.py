@@ -7,6 +7,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _malloc
 from ._base import Backend, BackendUnavailable
 
 
@@ -37,6 +38,7 @@ def make(device: Any = None) -> NumpyBackend:
         raise BackendUnavailable(
             f"numpy:{device}", "NumPy has only the 'cpu' device. Use --backend numpy"
         )
+    _malloc.tune()  # reuse freed temporaries' pages between steps (see backends/_malloc.py)
     sample = np.zeros(1)
     return NumpyBackend(
         spec="numpy",

@@ -7,6 +7,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _malloc
 from ._base import Backend, BackendUnavailable
 
 _INSTALL = "Install it with: pip install array-api-strict"
@@ -51,6 +52,7 @@ class StrictBackend(Backend):
 
 
 def make(device: Any = None) -> StrictBackend:
+    _malloc.tune()  # reuse freed temporaries' pages between steps (see backends/_malloc.py)
     requested = "strict" if device is None else f"strict:{device}"
     try:
         import array_api_strict as xps

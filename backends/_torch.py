@@ -7,6 +7,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _malloc
 from ._base import Backend, BackendUnavailable, one_line
 
 _INSTALL = 'Install it with: pip install "xpnet[torch]"'
@@ -97,6 +98,7 @@ def _parse(torch: Any, device: Any, requested: str) -> Any:
 
 
 def make(device: Any = None) -> TorchBackend:
+    _malloc.tune()  # reuse freed temporaries' pages between steps (see backends/_malloc.py)
     requested = "torch" if device is None else f"torch:{device}"
     try:
         import torch

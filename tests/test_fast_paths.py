@@ -16,7 +16,7 @@ from xpnet import losses
 
 ALL_KERNELS = ("adam", "relu_forward", "dropout_mask", "binary_cross_entropy", "softmax_cross_entropy",
                "dense_backward")
-NUMPY_KERNELS = ("dense_backward",)
+NUMPY_KERNELS = ("dense_backward", "adam")
 
 
 def test_fast_paths_only_where_registered():
@@ -26,7 +26,7 @@ def test_fast_paths_only_where_registered():
             expect = be.name == "cupy" or (be.name == "numpy" and name in NUMPY_KERNELS)
             assert (backends.fast_path(be, name) is not None) == expect
             assert (backends.fast_path(be.xp, name) is not None) == expect
-    assert backends.fast_path("numpy", "adam") is None
+    assert backends.fast_path("numpy", "relu_forward") is None
     assert backends.fast_path("cupy", "no_such_kernel") is None or "cupy" not in backends.available()
 
 
@@ -34,6 +34,23 @@ def test_env_var_turns_fast_paths_off(monkeypatch):
     monkeypatch.setenv("XPNET_FAST_PATHS", "0")
     assert backends.fast_path("cupy", "adam") is None
     assert backends.fast_path("numpy", "dense_backward") is None
+
+
+@pytest.mark.parametrize("size", [1000, 200_001])
+def test_numpy_adam_fast_path_bit_identical(monkeypatch, size):
+    rng = np.random.default_rng(5)
+    results = []
+    for env in ("1", "0"):
+        monkeypatch.setenv("XPNET_FAST_PATHS", env)
+        p = rng.normal(size=size).astype(np.float32) * 0 + np.linspace(-1, 1, size, dtype=np.float32)
+        opt = xpnet.Adam(lr=1e-2)
+        for t in range(5):
+            g = np.cos(np.arange(size, dtype=np.float32) * (t + 1))
+            opt.step(p, g)
+        assert (opt._fused is not None) == (env == "1")
+        results.append((p.copy(), opt.state["m"].copy(), opt.state["v"].copy()))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("need_dx", [True, False])

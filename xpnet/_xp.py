@@ -1,7 +1,7 @@
 """Small helpers over the array-API namespace (no concrete array library is imported here)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import array_api_compat
 
@@ -36,3 +36,14 @@ def fast_path(xp: Any, name: str) -> Any:
     here (parity-tested); set XPNET_FAST_PATHS=0 to use the portable code everywhere.
     """
     return backends.fast_path(xp, name)
+
+
+def fetch(xp: Any, parts: Sequence[Array], dtype: Any) -> list[list[Any]]:
+    """One device-to-host transfer of several arrays (cast to ``dtype``, flattened): a list per part."""
+    flat = [xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts]
+    host = backends.to_numpy(xp.concat(flat)).tolist()
+    out, i = [], 0
+    for f in flat:
+        out.append(host[i:i + f.shape[0]])
+        i += f.shape[0]
+    return out

@@ -25,11 +25,10 @@ import random as _pyrandom
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import backends as _backends
 
 from . import layers as L
 from . import random as xrandom
-from ._xp import Array, device, namespace
+from ._xp import Array, device, fetch, namespace
 from .losses import l2_penalty
 
 __all__ = ["gradcheck", "check_layer", "GradcheckReport", "CheckRow", "FULL_CHECK_LIMIT"]
@@ -107,17 +106,6 @@ class GradcheckReport:
 
 
 # ---------------------------------------------------------------- shared machinery
-def _host(xp: Any, arrays: Sequence[Array]) -> list[list[float]]:
-    """One transfer of several device arrays (flattened, float64) as Python lists."""
-    flat = [xp.reshape(xp.astype(a, xp.float64), (-1,)) for a in arrays]
-    host = _backends.to_numpy(xp.concat(flat)).tolist()
-    out, i = [], 0
-    for f in flat:
-        out.append(host[i:i + f.shape[0]])
-        i += f.shape[0]
-    return out
-
-
 def _unravel(j: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     idx = []
     for s in reversed(shape):
@@ -204,7 +192,7 @@ def _check(xp: Any, fd: _Perturbable, named: list[tuple[str, Array, Array]], n_c
         off += m
     num_dir = fd.directional([a for _, a, _ in named], dirs)
     ana_dir = xp.vecdot(xp.concat([xp.reshape(g, (-1,)) for _, _, g in named]), d)
-    host = _host(xp, numeric + analytic + [num_dir, ana_dir])
+    host = fetch(xp, numeric + analytic + [num_dir, ana_dir], xp.float64)
     k = len(named)
     rows = []
     for i, (name, arr, _) in enumerate(named):

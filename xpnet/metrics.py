@@ -38,7 +38,7 @@ import array_api_compat
 
 import backends as _backends
 
-from ._xp import Array, device, namespace
+from ._xp import Array, device, fetch, namespace
 
 __all__ = [
     "UndefinedMetricWarning", "accuracy_score", "precision_recall_fscore_support", "precision_score",
@@ -84,17 +84,6 @@ def _wide_float(xp: Any, dev: Any, dtype: Any = None) -> Any:
     return dtype if dtype is not None else xp.float32
 
 
-def _fetch(xp: Any, parts: Sequence[Array], dtype: Any) -> list[list[Any]]:
-    """One device->host transfer of several 0-d / 1-d arrays (cast to ``dtype``): a list per part."""
-    flat = [xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts]
-    host = _backends.to_numpy(xp.concat(flat)).tolist()
-    out, i = [], 0
-    for f in flat:
-        out.append(host[i:i + f.shape[0]])
-        i += f.shape[0]
-    return out
-
-
 class _Checks:
     """Validity conditions evaluated on the device and read back with the results."""
 
@@ -112,7 +101,7 @@ class _Checks:
     def settle(self) -> None:
         """Raise a failed check now (before reporting a later error it may have caused)."""
         if self.flags:
-            self.raise_failed(_fetch(self.xp, self.parts(), self.xp.int64))
+            self.raise_failed(fetch(self.xp, self.parts(), self.xp.int64))
 
     def raise_failed(self, fetched: list[list[Any]]) -> None:
         if self.flags:
@@ -212,7 +201,7 @@ def accuracy_score(y_true: Any, y_pred: Any, *, normalize: bool = True) -> float
     if tuple(t.shape) != tuple(p.shape):
         raise ValueError(f"y_true and y_pred have different shapes: {tuple(t.shape)} vs {tuple(p.shape)}")
     eq = t == p if t.ndim == 1 else xp.all(t == p, axis=1)
-    got = _fetch(xp, [xp.count_nonzero(eq)] + checks.parts(), xp.int64)
+    got = fetch(xp, [xp.count_nonzero(eq)] + checks.parts(), xp.int64)
     checks.raise_failed(got)
     correct = got[0][0]
     return correct / n if normalize else float(correct)
@@ -290,7 +279,7 @@ def precision_recall_fscore_support(y_true: Any, y_pred: Any, *, beta: float = 1
     k = lab.shape[0]
     ti, pi = _encode(xp, t, lab), _encode(xp, p, lab)
     tp = _bincount(xp, xp.where(ti == pi, ti, k), k)
-    got = _fetch(xp, [present, tp, _bincount(xp, pi, k), _bincount(xp, ti, k)] + checks.parts(), xp.int64)
+    got = fetch(xp, [present, tp, _bincount(xp, pi, k), _bincount(xp, ti, k)] + checks.parts(), xp.int64)
     checks.raise_failed(got)
     present_h, tp_h, pred_h, true_h = got[:4]
     if average == "binary" and len(present_h) == 2 and pos_label not in present_h:
@@ -363,7 +352,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, labels: Any = None,
     if labels is not None:
         checks.add(xp.any(ti < k), ValueError("At least one label specified must be in y_true"))
     code = xp.where((ti < k) & (pi < k), ti * k + pi, k * k)
-    got = _fetch(xp, [_bincount(xp, code, k * k)] + checks.parts(), xp.int64)
+    got = fetch(xp, [_bincount(xp, code, k * k)] + checks.parts(), xp.int64)
     checks.raise_failed(got)
     cm = [got[0][i * k:(i + 1) * k] for i in range(k)]
     if normalize == "true":
@@ -431,7 +420,7 @@ def roc_auc_score(y_true: Any, y_score: Any, *, average: str | None = "macro", m
             raise ValueError(f"y_true has {classes.shape[0]} classes: pass y_score of shape (n, n_classes) "
                              f"(probabilities) for a multiclass ROC AUC")
         r2, n_pos = _rank_sum2(xp, s, t == classes[-1])
-        got = _fetch(xp, [r2, n_pos] + checks.parts(), xp.int64)
+        got = fetch(xp, [r2, n_pos] + checks.parts(), xp.int64)
         checks.raise_failed(got)
         return _auc_from_ranks(got[0][0], got[1][0], n)
 
@@ -466,12 +455,12 @@ def roc_auc_score(y_true: Any, y_score: Any, *, average: str | None = "macro", m
                           "sum up to 1.0 over classes"))
     if average == "micro":
         r2, n_pos = _rank_sum2(xp, xp.reshape(s, (-1,)), xp.reshape(t[:, None] == classes[None, :], (-1,)))
-        got = _fetch(xp, [r2, n_pos] + checks.parts(), xp.int64)
+        got = fetch(xp, [r2, n_pos] + checks.parts(), xp.int64)
         checks.raise_failed(got)
         return _auc_from_ranks(got[0][0], got[1][0], n * k)
     cols = xp.reshape(xp.permute_dims(s, (1, 0)), (-1,))  # column-major copy: contiguous columns
     pairs = [_rank_sum2(xp, cols[c * n:(c + 1) * n], t == classes[c]) for c in range(k)]
-    got = _fetch(xp, [xp.stack([r for r, _ in pairs]), xp.stack([c for _, c in pairs])] + checks.parts(),
+    got = fetch(xp, [xp.stack([r for r, _ in pairs]), xp.stack([c for _, c in pairs])] + checks.parts(),
                  xp.int64)
     checks.raise_failed(got)
     scores = [_auc_from_ranks(r2, n_pos, n) for r2, n_pos in zip(got[0], got[1])]
@@ -537,7 +526,7 @@ def log_loss(y_true: Any, y_prob: Any, *, normalize: bool = True, labels: Any = 
     onehot = _encode(xp, t, classes)[:, None] == xp.arange(nc, dtype=xp.int64, device=dev)[None, :]
     logp = xp.log(xp.astype(xp.clip(P, eps, 1.0 - eps), wide))
     total = -xp.sum(xp.where(onehot, logp, 0.0))
-    got = _fetch(xp, [total, xp.astype(rows_ok, wide)] + [xp.astype(f, wide) for f in checks.parts()], wide)
+    got = fetch(xp, [total, xp.astype(rows_ok, wide)] + [xp.astype(f, wide) for f in checks.parts()], wide)
     checks.raise_failed(got)
     if not got[1][0]:
         warnings.warn("The y_prob values do not sum to one. Make sure to pass probabilities.", UserWarning,
@@ -578,7 +567,7 @@ def _multioutput(values: list[float], multioutput: Any, weights: list[float] | N
 def _per_output(xp: Any, T: Array, P: Array, what: str) -> list[float]:
     d = T - P
     err = xp.mean(d * d if what == "mse" else xp.abs(d), axis=0)
-    got = _fetch(xp, [err, xp.astype(xp.all(xp.isfinite(d)), err.dtype)], err.dtype)
+    got = fetch(xp, [err, xp.astype(xp.all(xp.isfinite(d)), err.dtype)], err.dtype)
     if not got[1][0]:
         raise ValueError("y_true or y_pred contains NaN or infinity")
     return got[0]
@@ -619,7 +608,7 @@ def r2_score(y_true: Any, y_pred: Any, *, multioutput: Any = "uniform_average", 
     d, c = T - P, c - xp.mean(c, axis=0)
     num, den = xp.sum(d * d, axis=0), xp.sum(c * c, axis=0)
     finite = xp.astype(xp.all(xp.isfinite(d)), num.dtype)
-    got = _fetch(xp, [num, den, finite], num.dtype)
+    got = fetch(xp, [num, den, finite], num.dtype)
     if not got[2][0]:
         raise ValueError("y_true or y_pred contains NaN or infinity")
     scores = []

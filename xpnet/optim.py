@@ -34,6 +34,8 @@ class Optimizer:
     """Base class: ``step(params, grads)`` updates ``params`` in place; ``lr`` may be changed
     between steps (schedules do). ``t`` counts the steps taken; state arrays live in ``state``."""
 
+    kernel: str | None = None  # name of an optional fused backend kernel for the update
+
     def __init__(self, lr: float):
         self.lr = _check("lr", lr, strict_low=True)
         self.t = 0
@@ -50,7 +52,7 @@ class Optimizer:
         """One in-place update of the flat ``params`` from the flat ``grads``."""
         if self.xp is None:
             self.xp = namespace(params)
-            self._fused = {name: fast_path(self.xp, name) for name in ("adam",)}
+            self._fused = fast_path(self.xp, self.kernel) if self.kernel else None
         self.t += 1
         self._update(params, grads)
 
@@ -95,6 +97,8 @@ class Adam(Optimizer):
     """Adam with bias correction: m ← β₁m + (1-β₁)g; v ← β₂v + (1-β₂)g²;
     p ← p - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)  (computed as lr·√(1-β₂ᵗ)/(1-β₁ᵗ) · m/(√v + ε√(1-β₂ᵗ)))."""
 
+    kernel = "adam"
+
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(lr)
         self.beta1 = _check("beta1", beta1, 0.0, 1.0)
@@ -107,8 +111,8 @@ class Adam(Optimizer):
         m, v = self._buffer("m", p), self._buffer("v", p)
         root_bc2 = math.sqrt(1.0 - self.beta2 ** self.t)
         step, eps = self.lr * root_bc2 / (1.0 - self.beta1 ** self.t), self.eps * root_bc2
-        if self._fused["adam"] is not None:
-            self._fused["adam"](p, g, m, v, self.beta1, self.beta2, step, eps)
+        if self._fused is not None:
+            self._fused(p, g, m, v, self.beta1, self.beta2, step, eps)
             return
         m *= self.beta1
         m += (1.0 - self.beta1) * g

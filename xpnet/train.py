@@ -29,7 +29,8 @@ class History(dict):
     ``val_loss``, ``val_accuracy`` (None without validation), ``lr`` (at the epoch's last
     step), ``time`` (seconds), ``step_loss`` (one per step), ``grad_norms`` (per-layer L2
     norm of the weight gradient at each epoch's last step, when recorded),
-    ``best_epoch``, ``stopped_early`` (scalars).
+    ``diagnostics`` (per-layer statistics of an epoch's last batch when ``fit(diagnostics=True)``
+    or ``diagnostics_every=N``; None for the other epochs), ``best_epoch``, ``stopped_early`` (scalars).
     """
 
     def __init__(self) -> None:
