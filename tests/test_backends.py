@@ -278,3 +278,19 @@ def test_gpu_backends_report_device_names() -> None:
         if b.on_gpu:
             assert b.device_name != "CPU"
             assert "CUDA" in b.describe()
+
+
+def test_malloc_tuning_switch(monkeypatch):
+    """The allocator tuning runs once, and XPNET_MALLOC_TUNING=0 turns it off."""
+    from backends import _malloc
+
+    monkeypatch.setattr(_malloc, "_result", None)
+    monkeypatch.setenv("XPNET_MALLOC_TUNING", "0")
+    assert _malloc.tune() is False
+    monkeypatch.delenv("XPNET_MALLOC_TUNING")
+    assert _malloc.tune() is False  # decided once per process
+    monkeypatch.setattr(_malloc, "_result", None)
+    import platform
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert _malloc.tune() is expected
