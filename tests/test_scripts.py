@@ -292,17 +292,26 @@ def test_train_bad_input_subprocess_has_no_traceback(argv, message):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
-def test_train_ctrl_c_saves_what_exists_and_exits_130(tmp_path):
-    out = tmp_path / "interrupted"
+def _start_long_training(out) -> subprocess.Popen:
+    """Start a (practically endless) train.py run writing to ``out``; return once training has begun."""
     cmd = [sys.executable, str(SCRIPTS / "train.py"), "--epochs", "100000", "--samples", "1000", "--hidden", "16",
            "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if not (out / "config.json").exists():
+        proc.kill()
+        raise AssertionError("training did not start")
+    return proc
+
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
+def test_train_ctrl_c_saves_what_exists_and_exits_130(tmp_path):
+    out = tmp_path / "interrupted"
+    proc = _start_long_training(out)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert (out / "config.json").exists(), "training did not start"
         time.sleep(1.0)  # a few epochs (about 5 ms each)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
@@ -418,14 +427,8 @@ def test_checkpoint_every_keeps_the_last_k(tmp_path, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGTERM")
 def test_sigterm_saves_a_checkpoint_prints_how_to_resume_and_exits_143(tmp_path, capsys):
     out = tmp_path / "terminated"
-    cmd = [sys.executable, str(SCRIPTS / "train.py"), "--epochs", "100000", "--samples", "1000", "--hidden", "16",
-           "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    proc = _start_long_training(out)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert (out / "config.json").exists(), "training did not start"
         time.sleep(1.0)  # well into training (a few ms per epoch)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)

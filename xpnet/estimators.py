@@ -546,17 +546,18 @@ class _XPNetBase(BaseEstimator):
         stop_reason = None
         self.n_iter_ = 0
         for _ in range(params["max_iter"]):
-            if self.shuffle:
-                perm = xrandom.permutation(xp, n, self._rng_seed, xrandom.STREAMS["shuffle"], self._epochs_seen,
-                                           be.device)
-                Xe, Ye = xp.take(Xd, perm, axis=0), xp.take(Y, perm, axis=0)
-            else:
-                Xe, Ye = Xd, Y
+            # Each batch gathers its rows of the epoch's permutation (as xpnet.fit): no shuffled dataset copy.
+            perm = xrandom.permutation(xp, n, self._rng_seed, xrandom.STREAMS["shuffle"], self._epochs_seen,
+                                       be.device) if self.shuffle else None
             self._epochs_seen += 1
             sums = []
             for start in range(0, n, batch):
                 stop = min(start + batch, n)  # in bounds: the array API leaves overlong slices unspecified
-                xb, yb = Xe[start:stop, ...], Ye[start:stop, ...]
+                if perm is None:
+                    xb, yb = Xd[start:stop, ...], Y[start:stop, ...]
+                else:
+                    idx = perm[start:stop]
+                    xb, yb = xp.take(Xd, idx, axis=0), xp.take(Y, idx, axis=0)
                 rows = xb.shape[0]
                 if weighted:
                     value, _ = model._step(xb, yb, loss, True, 0.0)
