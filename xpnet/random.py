@@ -22,11 +22,12 @@ Floats
     versions differ in the last bit (PyTorch's CPU ``sqrt`` is not even correctly
     rounded).
 
-Streams in use (see :data:`STREAMS`): weight init of layer ``l`` is
-``(seed, STREAMS["init"] + l, 0)``; dropout after hidden layer ``l`` at its
-``c``-th training forward is ``(seed, STREAMS["dropout"] + l, c)``; the epoch ``e``
-shuffle is ``(seed, STREAMS["shuffle"], e)``; the validation split is
-``(seed, STREAMS["split"], 0)``.
+Streams (see :data:`STREAMS`, the one table of them): the k-th Dense layer of a network
+(depth-first) initializes from ``(seed, STREAMS["init"] + k, 0)``; the k-th Dropout layer's
+``c``-th training forward draws ``(seed, STREAMS["dropout"] + k, c)``; the epoch ``e`` shuffle is
+``(seed, STREAMS["shuffle"], e)``; the validation split is ``(seed, STREAMS["split"], 0)``;
+gradient checks draw their random directions from ``STREAMS["check"]`` (never used by training).
+Streams count layers of their own kind only, so inserting a BatchNorm or an activation moves none.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from ._xp import Array, has_unsigned_arithmetic
 
 __all__ = ["STREAMS", "key", "random_bits", "uniform", "normal", "permutation", "dropout_keep"]
 
-STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16}
+# The one table of stream bases; a layer adds its ordinal among layers of its kind.
+STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16, "check": 9 << 16}
 
 _M64 = (1 << 64) - 1
 _M32 = (1 << 32) - 1
