@@ -1,11 +1,11 @@
-"""Training diagnostics: per-layer gradient and activation statistics, warnings, the non-finite report.
+"""Training diagnostics: per-layer gradient and activation statistics, and the warnings they call for.
 
-``layer_stats(model, X, y)`` runs one forward/backward (dropout active, its counters put
-back afterwards, ``model.grads`` restored) and returns one dict per Dense layer ``i``
-(``model.weights[i]``)::
+``layer_stats(model, X, y)`` runs one forward/backward in training mode (dropout active; its
+counters, the buffers and ``model.grads`` are put back afterwards) and returns one dict per
+Dense layer ``i`` (``model.weights[i]``, depth-first)::
 
-    layer, name ("Dense 64->32"), activation (the function after it: hidden activation,
-    or the output activation for the last layer),
+    layer (i), path, name ("Dense 64->32"), activation (the first activation after it, before the
+    next Dense: its own, a following layer's, or the output head for the last layer),
     grad_mean_abs, grad_std, grad_max_abs    (of dL/dW_i, L2 included),
     bias_grad_mean_abs, weight_mean_abs,
     act_mean, act_std                        (of that activation's output on the batch),
@@ -13,26 +13,22 @@ back afterwards, ``model.grads`` restored) and returns one dict per Dense layer 
                                               activation is 0 for every sample; None for
                                               the output layer)
 
-All values are computed on the device and cross to the host in one transfer.
-``check(stats)`` warns (:class:`TrainingWarning`) about vanishing (mean |grad| < 1e-7)
-or exploding (> 1e2, or non-finite) gradients and layers with more than 10% dead units,
-naming the layer and the usual remedies. :func:`xpnet.fit` records the statistics of
-each epoch's last batch with ``diagnostics=True`` / ``diagnostics_every=N`` and uses
-:func:`nonfinite_report` at the end of every epoch.
+All values are computed on the device and cross to the host in one transfer. ``check(stats)``
+warns (:class:`TrainingWarning`) about vanishing (mean |grad| < 1e-7) or exploding (> 1e2, or
+non-finite) gradients and layers with more than 10% dead units, naming the layer and the usual
+remedies. ``xpnet.fit(..., diagnostics=True)`` records the statistics of each epoch's last batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
-import backends as _backends
+from ._xp import Array, fetch
+from .nn import Activation, Dense, Objective, walk
 
-from . import layers as L
-from ._xp import Array
-
-__all__ = ["TrainingWarning", "layer_stats", "check", "nonfinite_report", "VANISHING", "EXPLODING",
-           "DEAD_FRACTION"]
+__all__ = ["TrainingWarning", "layer_stats", "batch_stats", "check", "VANISHING", "EXPLODING", "DEAD_FRACTION"]
 
 VANISHING = 1e-7  # mean |dL/dW| below this: vanishing gradients
 EXPLODING = 1e2  # mean |dL/dW| above this: exploding gradients
@@ -46,61 +42,78 @@ class TrainingWarning(UserWarning):
     """Something in the gradients or activations will likely stall or break training."""
 
 
-def _dense_name(W: Array) -> str:
-    return f"Dense {W.shape[0]}->{W.shape[1]}"
-
-
 def layer_stats(model: Any, X: Any, y: Any, loss: str | None = None, l2: float = 0.0) -> list[dict]:
-    """Per-layer gradient and activation statistics of one forward/backward on (X, y).
+    """Per-Dense-layer gradient and activation statistics of one forward/backward on (X, y).
 
-    Dropout is active (as in training) and its counters are rewound afterwards, so the
-    call does not change what later training draws; ``model.grads`` is restored too.
+    Dropout is active (as in training); counters, buffers and ``model.grads`` are restored, so the
+    call changes nothing later training does.
     """
-    fn, fused = model.loss_fn(loss)
-    return _stats(model, model.as_input(X), model.targets(y), fn, fused, float(l2))
+    return batch_stats(model, Objective(model, loss), model.as_input(X), model.targets(y), float(l2))
 
 
-def _stats(model: Any, Xd: Array, Yd: Array, loss_fn: Any, fused: bool, l2: float) -> list[dict]:
-    """:func:`layer_stats` on prepared device arrays (used by fit on the epoch's last batch)."""
-    xp = model.xp
-    counters = [(layer, layer.counter) for layer in model.dropout_layers]
-    saved_grads = model.grads * 1.0
+@contextlib.contextmanager
+def _recording(leaves: list[tuple[str, Any]], outputs: dict) -> Iterator[None]:
+    """Record each leaf layer's forward output by path while the block runs."""
+    for path, layer in leaves:
+        def forward(x: Array, training: bool = False, _f: Any = layer.forward, _p: str = path) -> Any:
+            y, cache = _f(x, training)
+            outputs[_p] = y
+            return y, cache
+        layer.forward = forward
     try:
-        a, caches, acts, dense = Xd, [], [], -1
-        for layer in model.layers:
-            a, cache = layer.forward(a, True)
-            caches.append(cache)
-            if isinstance(layer, L.Dense):
-                dense += 1
-            elif len(acts) == dense and not isinstance(layer, L.Dropout):
-                acts.append(a)  # the activation's output (before dropout)
-        out, out_cache = model.output_layer.forward(a)
-        if fused:
-            dz = loss_fn(xp, a, Yd)[1]
-        else:
-            dz = model.output_layer.backward(loss_fn(xp, out, Yd)[1], out_cache)
-        model._backward(dz, caches)
-        if l2:
-            model._flat_weight_grads[...] += l2 * model._flat_weights
-        acts.append(out)
-        rows = []
-        last = len(model.weights) - 1
-        for i, (W, gW, gb, act) in enumerate(zip(model.weights, model.weight_grads, model.bias_grads, acts)):
-            g = xp.reshape(gW, (-1,))
-            ag = xp.abs(g)
-            dead = xp.mean(xp.astype(xp.all(act == 0.0, axis=0), act.dtype)) if i < last else xp.mean(act) * 0.0
-            rows.append(xp.stack([xp.mean(ag), xp.std(g), xp.max(ag), xp.mean(xp.abs(gb)), xp.mean(xp.abs(W)),
-                                  xp.mean(act), xp.std(act), dead]))
-        host = _backends.to_numpy(xp.stack(rows)).tolist()  # one transfer
+        yield
     finally:
-        model.grads[...] = saved_grads
-        for layer, c in counters:
-            layer.counter = c
+        for _, layer in leaves:
+            del layer.forward
+
+
+def _activation_after(leaves: list[tuple[str, Any]], k: int) -> tuple[str, str] | None:
+    """(path, name) of the activation applied to Dense leaf ``k``'s output, before the next Dense."""
+    path, dense = leaves[k]
+    if dense.activation is not None and not dense.head:
+        return path, dense.activation
+    for p, layer in leaves[k + 1:]:
+        if isinstance(layer, Dense):
+            return None
+        if isinstance(layer, Activation):
+            return p, layer.name
+    return None
+
+
+def batch_stats(model: Any, objective: Any, Xd: Array, Yd: Array, l2: float = 0.0) -> list[dict]:
+    """:func:`layer_stats` on prepared device arrays with a given objective (used by fit)."""
+    xp = model.xp
+    leaves = [(p, layer) for p, layer in walk(model.root) if not layer.children()]
+    outputs: dict[str, Array] = {}
+    with model.frozen_state(), _recording(leaves, outputs):
+        _, z = model.train_step(Xd, Yd, objective, l2)
+        out = model.output_layer.forward(z)[0]
+        rows, described = [], []
+        dense_at = [k for k, (_, layer) in enumerate(leaves) if isinstance(layer, Dense)]
+        for i, k in enumerate(dense_at):
+            path, dense = leaves[k]
+            after = _activation_after(leaves, k)
+            last = leaves[k][1] is leaves[-1][1]
+            if last and after is None:
+                act, act_name, dead = out, model.output, None
+            else:
+                act = outputs[after[0]] if after else outputs[path]
+                act_name = after[1] if after else "identity"
+                dead = xp.mean(xp.astype(xp.all(act == 0.0, axis=0), act.dtype))
+            g = xp.reshape(dense.grad_W, (-1,))
+            ag = xp.abs(g)
+            rows.append(xp.stack([xp.mean(ag), xp.std(g), xp.max(ag), xp.mean(xp.abs(dense.grad_b)),
+                                  xp.mean(xp.abs(dense.W)), xp.mean(act), xp.std(act),
+                                  xp.mean(act) * 0.0 if dead is None else dead]))
+            described.append({"layer": i, "path": path, "name": f"Dense {dense.n_in}->{dense.n_out}",
+                              "activation": act_name, "output": dead is None})
+        host = fetch(xp, [xp.stack(rows)], xp.float64)[0]  # one transfer
     stats = []
-    for i, (W, values) in enumerate(zip(model.weights, host)):
-        entry = {"layer": i, "name": _dense_name(W), "activation": model.activation if i < last else model.output}
+    for i, entry in enumerate(described):
+        values = host[i * len(_KEYS):(i + 1) * len(_KEYS)]
+        is_output = entry.pop("output")
         entry.update(zip(_KEYS, (float(v) for v in values)))
-        if i == last:
+        if is_output:
             entry["dead_fraction"] = None
         stats.append(entry)
     return stats
@@ -138,44 +151,3 @@ def check(stats: list[dict], *, epoch: int | None = None, seen: set | None = Non
             warnings.warn(msg, TrainingWarning, stacklevel=2)
             messages.append(msg)
     return messages
-
-
-def nonfinite_report(model: Any, step_loss: list[float], epoch: int, snapshot: Array | None) -> str | None:
-    """None if the epoch ended finite, else the reason training must stop (parameters restored).
-
-    Called by :func:`xpnet.fit` once per epoch, after the step losses reached the host:
-    the loss check is free, the parameters and gradients cost one reduction. When
-    something is non-finite, the first bad step comes from the step losses (or is the
-    epoch's last update when every loss was finite), the layers from a per-array check,
-    and the parameters are put back to ``snapshot`` (their copy at the epoch's start).
-    """
-    xp = model.xp
-    losses_ok = all(math.isfinite(v) for v in step_loss)
-    if losses_ok and bool(xp.all(xp.isfinite(model.params)) & xp.all(xp.isfinite(model.grads))):
-        return None
-    named = [(f"{kind}{i}", i, a) for kind, views in (("W", model.weights), ("b", model.biases),
-                                                      ("dW", model.weight_grads), ("db", model.bias_grads))
-             for i, a in enumerate(views)]
-    flags = [xp.all(xp.isfinite(a)) for _, _, a in named]
-    if snapshot is not None:
-        flags.append(xp.all(xp.isfinite(snapshot)))
-    ok = _backends.to_numpy(xp.stack(flags)).tolist()  # one transfer
-    bad: dict[int, list[str]] = {}
-    for (name, i, _), fine in zip(named, ok):
-        if not fine:
-            bad.setdefault(i, []).append(name)
-    if losses_ok:
-        step = len(step_loss) - 1
-        what = f"the parameters or gradients became non-finite in the update of step {step} of epoch {epoch}"
-    else:
-        step = next(i for i, v in enumerate(step_loss) if not math.isfinite(v))
-        what = f"the training loss became {step_loss[step]} at step {step} of epoch {epoch}"
-    msg = f"{what} (global step {epoch * len(step_loss) + step})"
-    if bad:
-        msg += "; non-finite values in " + "; ".join(
-            f"layer {i} ({_dense_name(model.weights[i])}): {', '.join(names)}" for i, names in sorted(bad.items()))
-    if snapshot is not None and ok[-1]:
-        model.set_params(snapshot)
-        msg += (f". The parameters were restored to their values at the start of epoch {epoch} (the last "
-                f"finite ones; the optimizer state was not)")
-    return msg + ". Lower the learning rate, standardize the inputs or clip gradients (clip_norm)"

@@ -1,17 +1,18 @@
 """Finite-difference checks of the hand-derived gradients, for whole networks and single layers.
 
-``gradcheck(model, X, y)`` compares the backward pass of an :class:`~xpnet.MLP` with
+``gradcheck(model, X, y)`` compares the backward pass of a network (:class:`~xpnet.Network`) with
 central differences ``(L(p + εe_j) - L(p - εe_j)) / 2ε`` in float64 (a float32 model is
 checked through a float64 copy on the same backend, its parameters untouched), coordinate
 by coordinate (all of them for small networks, a random subset for large ones), plus one
 directional derivative along a random unit direction d, ``(L(p + εd) - L(p - εd)) / 2ε``
-against ``g·d``, which covers every coordinate at once. Dropout layers are rewound before
-every evaluation, so all evaluations see the same mask.
+against ``g·d``, which covers every coordinate at once. Dropout counters and buffers are put
+back before every evaluation, so all evaluations see the same masks. Arrays are named by the
+network's layout ("3.W", "1.body.0.gamma").
 
-``check_layer(layer, x)`` does the same for any object following the layer contract
-(``forward(x, training) -> (y, cache)``, ``backward(dy, cache) -> dx``): the scalar is
-``L = Σ y ⊙ r`` for a fixed random r, so ``backward(r, cache)`` must return dL/dx; parameters
-are found by name: an attribute ``P`` with a matching ``grad_P`` (like ``Dense.W``/``grad_W``).
+``check_layer(layer, x)`` does the same for one layer of the contract (any layer, container or
+not, built-in or your own): the scalar is ``L = Σ y ⊙ r`` for a fixed random r, so
+``backward(r, cache)`` must return dL/dx; every parameter of the layer (and of the layers inside
+it) is checked too. It works on a float64 copy bound to fresh buffers: the layer is not touched.
 
 Both return a :class:`GradcheckReport`: per-array relative errors, a verdict, and a
 readable table (``print(report)``). An array passes when
@@ -26,17 +27,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 
-from . import layers as L
+import backends as _backends
+
 from . import random as xrandom
 from ._xp import Array, device, fetch, namespace
-from .losses import l2_penalty
+from .nn import LAYERS, Activation, Dense, LeakyReLU, Objective, ReLU, bind_tree, layer_from_config, walk
+from .nn._context import Context
+from .nn.network import Network, network_from_config
 
 __all__ = ["gradcheck", "check_layer", "GradcheckReport", "CheckRow", "FULL_CHECK_LIMIT"]
 
 # Above this many parameters, gradcheck(n_coords=None) checks a random subset.
 FULL_CHECK_LIMIT = 2000
 _DEFAULT_SUBSET = 200
-_STREAM = 9 << 16  # xpnet.random stream of the random directions (unused by training)
+_STREAM = xrandom.STREAMS["check"]  # the random directions (never drawn by training)
 
 
 @dataclass
@@ -210,47 +214,47 @@ def _float64_ok(xp: Any, dev: Any) -> None:
 
 
 # ---------------------------------------------------------------- whole networks
-def _float64_copy(model: Any) -> Any:
-    """A float64 copy of ``model`` on its backend; layers of types MLP does not build are carried over."""
-    copy = type(model).from_state_dict(model.state_dict(), backend=model.backend, dtype="float64")
-    if len(copy.layers) != len(model.layers):
-        raise ValueError("gradcheck: model.layers does not have the layout MLP builds; cast the model to "
-                         "float64 yourself (MLP(..., dtype='float64')) and check custom layers with check_layer")
-    copy.layers = [new if type(new) is type(old) else old for old, new in zip(model.layers, copy.layers)]
-    if type(copy.output_layer) is not type(model.output_layer):
-        copy.output_layer = model.output_layer
+def _float64_copy(model: Network) -> Network:
+    """The model itself when it is float64 (it is restored after the check), else a float64 copy."""
+    if model.dtype_name == "float64":
+        return model
+    try:
+        copy = network_from_config(model.config(), backend=model.backend, dtype="float64")
+    except ValueError as exc:
+        raise ValueError(f"gradcheck: a float64 copy of the model cannot be built from its config ({exc}); "
+                         f"register custom layers with @xpnet.nn.register, or build the model with "
+                         f"dtype='float64'") from None
+    xp = model.xp
+    copy.params[...] = xp.astype(model.params, xp.float64)
+    copy.buffers[...] = xp.astype(model.buffers, xp.float64)
+    copy.counters = model.counters
+    if copy.output != model.output:
+        copy.set_output(model.output)
     return copy
 
 
-def _near_kinks(model: Any, Xd: Array, tol: float) -> int:
-    """Number of pre-activations of kinked activations (ReLU, LeakyReLU) with |z| <= tol."""
-    xp, a, counts = model.xp, Xd, []
-    for layer, after in zip(model.layers, model.layers[1:] + [None]):
-        a, _ = layer.forward(a, True)
-        if isinstance(layer, L.Dense) and isinstance(after, (L.ReLU, L.LeakyReLU)):
-            counts.append(xp.count_nonzero(xp.abs(a) <= tol))
-    return int(xp.sum(xp.stack(counts))) if counts else 0
+def _kinked_inputs(model: Network, Xd: Array) -> Array:
+    """The pre-activations that enter ReLU/LeakyReLU (of Dense layers and standalone ones), flattened."""
+    xp, seen = model.xp, []
+    leaves = [layer for _, layer in walk(model.root) if not layer.children()]
+    originals = {}
+    for layer in leaves:
+        kinked = isinstance(layer, (ReLU, LeakyReLU)) or (
+            isinstance(layer, Dense) and isinstance(layer.act, (ReLU, LeakyReLU)) and not layer.head)
+        if kinked:
+            originals[id(layer)] = layer
 
-
-def _suspects(model: Any, failing: list[int]) -> str:
-    """Layers between the deepest failing Dense and the next Dense (where a backward bug must be)."""
-    deepest, names, dense = max(failing), [], -1
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, L.Dense):
-            dense += 1
-        if dense == deepest:
-            names.append(f"layers[{i}] {_layer_name(layer)}")
-        elif dense == deepest + 1 and isinstance(layer, L.Dense):
-            names.append(f"layers[{i}] {_layer_name(layer)} (its dx)")
-    if deepest == len(model.weights) - 1:
-        names.append(f"the output/loss ({model.output})")
-    return ", ".join(names)
-
-
-def _layer_name(layer: Any) -> str:
-    if isinstance(layer, L.Dense):
-        return f"Dense {layer.W.shape[0]}->{layer.W.shape[1]}"
-    return type(layer).__name__
+            def forward(x: Array, training: bool = False, _l: Any = layer) -> Any:
+                seen.append(x @ _l.W + _l.b if isinstance(_l, Dense) else x)
+                return type(_l).forward(_l, x, training)
+            layer.forward = forward
+    try:
+        with model.frozen_state():
+            model.root.forward(Xd, True)
+    finally:
+        for layer in originals.values():
+            del layer.forward
+    return xp.concat([xp.reshape(a, (-1,)) for a in seen]) if seen else xp.zeros((0,), dtype=Xd.dtype)
 
 
 def gradcheck(model: Any, X: Any, y: Any, loss: str | None = None, l2: float = 0.0, eps: float = 1e-6,
@@ -259,55 +263,49 @@ def gradcheck(model: Any, X: Any, y: Any, loss: str | None = None, l2: float = 0
     """Check ``model``'s backward pass against central finite differences in float64.
 
     The loss is what training minimizes: batch-mean ``loss`` (default: the output's) plus
-    ``l2/2 ΣW²``, with dropout active and its masks frozen (counters rewound before every
-    evaluation). ``n_coords``: coordinates checked, split evenly over the weight and bias
-    arrays (None: all of them up to ``FULL_CHECK_LIMIT`` parameters, else 200). A
-    directional derivative along a random unit direction is always checked too.
-    ``model`` is not modified. Returns a :class:`GradcheckReport` (``print`` it).
+    ``l2/2 ΣW²``, in training mode with dropout masks frozen. ``n_coords``: coordinates checked,
+    split evenly over the parameter arrays (None: all of them up to ``FULL_CHECK_LIMIT``
+    parameters, else 200). A directional derivative along a random unit direction is always
+    checked too. ``model`` is not modified. Returns a :class:`GradcheckReport` (``print`` it).
     """
+    if not isinstance(model, Network):
+        raise ValueError(f"gradcheck needs an xpnet network, got {type(model).__name__} (use check_layer for a layer)")
     xp, dev = model.xp, model.backend.device
     _float64_ok(xp, dev)
     m = _float64_copy(model)
     Xd, Yd = m.as_input(X), m.targets(y)
-    fn, fused = m.loss_fn(loss)
-    l2 = float(l2)
-    counters = [layer.counter for layer in m.layers if hasattr(layer, "counter")]
+    objective, l2 = Objective(m, loss), float(l2)
+    saved_params = m.params * 1.0
+    with m.frozen_state():
+        def value() -> Array:
+            with m.frozen_state(grads=False):
+                z, _ = m.root.forward(Xd, True)
+                v = objective.value(z, Yd)
+                return v + xp.vecdot(m._decay_params, m._decay_params) * (0.5 * l2) if l2 else v
 
-    def rewind() -> None:
-        for layer, c in zip((la for la in m.layers if hasattr(la, "counter")), counters):
-            layer.counter = c
-
-    def value() -> Array:
-        rewind()
-        z, _ = m._forward_train(Xd)
-        v = fn(xp, z, Yd)[0] if fused else fn(xp, m.output_layer.forward(z)[0], Yd)[0]
-        return v + l2_penalty(xp, m._flat_weights, l2)[0] if l2 else v
-
-    rewind()
-    m._step(Xd, Yd, fn, fused, l2)
-    grads = m.grads * 1.0
-    wg, bg = m._views(grads)
-    named = []
-    for i, (W, b) in enumerate(zip(m.weights, m.biases)):
-        tag = f"(Dense {W.shape[0]}->{W.shape[1]})"
-        named += [(f"W{i} {tag}", W, wg[i]), (f"b{i} {tag}", b, bg[i])]
-    if n_coords is None and m.n_params > FULL_CHECK_LIMIT:
-        n_coords = _DEFAULT_SUBSET
-    rows = _check(xp, _Perturbable(xp, value, eps), named, n_coords, seed, rtol, atol, dev)
-    report = GradcheckReport(f"MLP{m.sizes} ({m.activation}, output {m.output}, loss "
-                             f"{loss or 'default'}{f', l2={l2:g}' if l2 else ''})", rows, eps, rtol, atol,
-                             model.backend.spec)
-    rewind()
-    near = _near_kinks(m, Xd, 100.0 * eps)
+        with m.frozen_state(grads=False):
+            m.train_step(Xd, Yd, objective, l2)
+        grads = m.grads * 1.0
+        named = [(e.name, e.view(m.params, xp), e.view(grads, xp)) for e in m.layout.params]
+        if n_coords is None and m.n_params > FULL_CHECK_LIMIT:
+            n_coords = _DEFAULT_SUBSET
+        rows = _check(xp, _Perturbable(xp, value, eps), named, n_coords, seed, rtol, atol, dev)
+        near = int(xp.count_nonzero(xp.abs(_kinked_inputs(m, Xd)) <= 100.0 * eps))
+    m.params[...] = saved_params
+    what = type(model).__name__ + (str(model.sizes) if hasattr(model, "sizes") else f" of {m.n_params} parameters")
+    report = GradcheckReport(f"{what} (output {m.output}, loss {loss or 'default'}{f', l2={l2:g}' if l2 else ''})",
+                             rows, eps, rtol, atol, model.backend.spec)
     if near:
-        report.hints.append(f"{near} hidden pre-activation(s) feeding ReLU/LeakyReLU lie within {100 * eps:g} "
-                            f"of the kink at 0, where finite differences straddle it: a failure there can be "
-                            f"spurious (try another batch)")
-    failing = sorted({i // 2 for i, r in enumerate(rows[:-1]) if not r.passed})
+        report.hints.append(f"{near} pre-activation(s) feeding ReLU/LeakyReLU lie within {100 * eps:g} of the "
+                            f"kink at 0, where finite differences straddle it: a failure there can be spurious "
+                            f"(try another batch)")
+    failing = [r.name for r in rows[:-1] if not r.passed]
     if failing:
-        report.hints.append(f"deepest failing layer: Dense {failing[-1]}; the faulty backward is among: "
-                            f"{_suspects(m, failing)} (gradients flow from the output down, so layers "
-                            f"below a bug fail too)")
+        layers = dict(walk(m.root))
+        last = m.layout[failing[-1]].layer
+        report.hints.append(f"failing: {', '.join(failing)}; gradients flow from the output down, so arrays below "
+                            f"a faulty backward fail too: suspect layer {last} ({layers[last]!r}), the layers "
+                            f"after it, or the output/loss ({m.output})")
     elif not report.passed:
         report.hints.append("only the directional derivative fails: some coordinate outside the checked "
                             "subset is wrong; raise n_coords")
@@ -315,69 +313,75 @@ def gradcheck(model: Any, X: Any, y: Any, loss: str | None = None, l2: float = 0
 
 
 # ---------------------------------------------------------------- single layers
-def _layer_params(layer: Any) -> list[str]:
-    """Names P with a same-shaped array attribute grad_P (Dense: W, b)."""
-    found = []
-    for name, val in sorted(vars(layer).items()):
-        g = getattr(layer, f"grad_{name}", None)
-        if g is not None and hasattr(val, "shape") and hasattr(g, "shape") and tuple(val.shape) == tuple(g.shape):
-            found.append(name)
-    return found
+def _working_copy(layer: Any, x: Array) -> Any:
+    """A float64 copy of ``layer`` bound to fresh buffers on x's backend, holding the layer's values."""
+    xp, dev = namespace(x), device(x)
+    registered = LAYERS.get(type(layer).__name__) is type(layer)
+    if registered:
+        work = layer_from_config(layer.config())
+    elif layer.ctx is None:
+        work = layer  # an unbound custom layer: bound here, for the check
+    else:
+        raise ValueError(f"check_layer: {type(layer).__name__} is bound to a network and not in the layer "
+                         f"registry: decorate the class with @xpnet.nn.register to check it")
+    work.build(int(x.shape[1]))
+    seed = layer.ctx.seed if layer.ctx is not None else 0
+    bound = bind_tree(work, Context(xp, dev, xp.float64, seed))
+    work.set_need_dx(True)
+    if work is not layer and layer.ctx is not None:  # carry the values of a bound layer over
+        originals = dict(walk(layer))
+        for e in bound.layout:
+            flat = bound.params if e.kind == "param" else bound.buffers
+            flat[e.offset:e.stop] = xp.reshape(xp.astype(getattr(originals[e.layer], e.attr), xp.float64), (-1,))
+        for path, sub in walk(work):
+            if hasattr(sub, "counter"):
+                sub.counter = originals[path].counter
+    return work, bound
 
 
 def check_layer(layer: Any, x: Any, *, training: bool = True, eps: float = 1e-6, rtol: float = 1e-6,
                 atol: float = 1e-8, n_coords: int | None = None, seed: int = 0) -> GradcheckReport:
     """Check ``layer.backward`` against central differences of ``L = Σ forward(x)[0] ⊙ r``.
 
-    ``layer``: any object with ``forward(x, training) -> (y, cache)`` and
-    ``backward(dy, cache) -> dx`` (dx may be None when the layer does not compute it);
-    parameters ``P`` with gradient buffers ``grad_P`` are checked too (they are swapped
-    for float64 copies during the check and put back afterwards). ``x``: a device array
-    (its namespace and device are used; it is checked in float64). A ``counter`` attribute
-    (dropout's mask counter) is rewound before every forward, so the mask stays fixed.
+    ``layer``: any layer of the contract (``xpnet.nn``'s, a container, or your own class);
+    ``x``: a (batch, features) device array (its namespace and device are used; it is checked
+    in float64). dx and the gradients of every parameter inside the layer are checked. Dropout
+    counters and buffers are put back before every forward, so the mask stays fixed.
     """
     xp, dev = namespace(x), device(x)
     _float64_ok(xp, dev)
     x64 = xp.astype(x, xp.float64)  # a copy: perturbed in place below
-    names = _layer_params(layer)
-    saved = {n: getattr(layer, n) for n in names}
-    saved.update({f"grad_{n}": getattr(layer, f"grad_{n}") for n in names})
-    counter = getattr(layer, "counter", None)
-    try:
-        for n in names:
-            setattr(layer, n, xp.astype(saved[n], xp.float64))
-            setattr(layer, f"grad_{n}", xp.zeros(tuple(saved[n].shape), dtype=xp.float64, device=dev))
+    work, bound = _working_copy(layer, x64)
+    randoms = [(sub, sub.counter) for _, sub in walk(work) if hasattr(sub, "counter")]
+    buffers0 = bound.buffers * 1.0
 
-        def forward() -> tuple[Array, Any]:
-            if counter is not None:
-                layer.counter = counter
-            return layer.forward(x64, training)
+    def forward() -> tuple[Array, Any]:
+        for sub, c in randoms:
+            sub.counter = c
+        bound.buffers[...] = buffers0
+        return work.forward(x64, training)
 
-        y0, _ = forward()
-        r = xrandom.normal(xp, tuple(y0.shape), seed, _STREAM + 1, 0, dtype=xp.float64, device=dev)
+    y0, _ = forward()
+    r = xrandom.normal(xp, tuple(y0.shape), seed, _STREAM + 1, 0, dtype=xp.float64, device=dev)
 
-        def value() -> Array:
-            return xp.sum(forward()[0] * r)
+    def value() -> Array:
+        return xp.sum(forward()[0] * r)
 
-        _, cache = forward()
-        dx = layer.backward(r, cache)
-        named = [(n, getattr(layer, n), getattr(layer, f"grad_{n}") * 1.0) for n in names]
-        if dx is not None:
-            if tuple(dx.shape) != tuple(x64.shape):
-                raise ValueError(f"{type(layer).__name__}.backward returned dx of shape {tuple(dx.shape)} "
-                                 f"for x of shape {tuple(x64.shape)}")
-            named.insert(0, ("dx", x64, dx))
-        if not named:
-            raise ValueError(f"{type(layer).__name__}.backward returned None and the layer has no parameters "
-                             f"(P with grad_P): nothing to check")
-        rows = _check(xp, _Perturbable(xp, value, eps), named, n_coords, seed, rtol, atol, dev)
-    finally:
-        for n, v in saved.items():
-            setattr(layer, n, v)
-        if counter is not None:
-            layer.counter = counter
-    report = GradcheckReport(f"{type(layer).__name__} on x{tuple(x64.shape)}", rows, eps, rtol, atol,
-                             f"{xp.__name__.rsplit('.', 1)[-1]} {dev}")
+    _, cache = forward()
+    dx = work.backward(r, cache)
+    grads = bound.grads * 1.0
+    named = [(e.name, e.view(bound.params, xp), e.view(grads, xp)) for e in bound.layout.params]
+    if dx is not None:
+        if tuple(dx.shape) != tuple(x64.shape):
+            raise ValueError(f"{type(layer).__name__}.backward returned dx of shape {tuple(dx.shape)} "
+                             f"for x of shape {tuple(x64.shape)}")
+        named.insert(0, ("dx", x64, dx))
+    if not named:
+        raise ValueError(f"{type(layer).__name__}.backward returned None and the layer has no parameters: "
+                         f"nothing to check")
+    rows = _check(xp, _Perturbable(xp, value, eps), named, n_coords, seed, rtol, atol, dev)
+    report = GradcheckReport(f"{type(layer).__name__} on x{tuple(x64.shape)}{'' if training else ' (eval)'}",
+                             rows, eps, rtol, atol, f"{xp.__name__.rsplit('.', 1)[-1]} {dev}")
     if dx is None:
         report.hints.append("backward returned None: dx not checked")
     bad = [r.name for r in report.failures if r.name != "directional derivative"]

@@ -7,12 +7,12 @@ fuse the output activation, so the gradient is the familiar ``(p - y) / B``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from ._xp import Array, device
+from .._xp import Array, device
 
-__all__ = ["binary_cross_entropy", "softmax_cross_entropy", "mse", "l2_penalty", "LOSSES",
-           "OUTPUT_OF_LOSS", "one_hot"]
+__all__ = ["binary_cross_entropy", "softmax_cross_entropy", "mse", "l2_penalty", "LOSSES", "Loss",
+           "get_loss", "one_hot"]
 
 
 def binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
@@ -61,20 +61,29 @@ def one_hot(xp: Any, labels: Array, k: int, dtype: Any) -> Array:
     return xp.astype(labels[:, None] == classes[None, :], dtype)
 
 
-LOSSES: dict[str, Callable[..., tuple[Array, Array]]] = {
-    "bce": binary_cross_entropy,
-    "binary_cross_entropy": binary_cross_entropy,
-    "cross_entropy": softmax_cross_entropy,
-    "softmax_cross_entropy": softmax_cross_entropy,
-    "mse": mse,
-}
-# The output activation each logits-loss is fused with (None: the loss takes outputs).
-OUTPUT_OF_LOSS = {binary_cross_entropy: "sigmoid", softmax_cross_entropy: "softmax", mse: None}
+class Loss(NamedTuple):
+    """A loss: ``fn(xp, a, y) -> (value, d value / d a)``; ``head``: the output activation it is fused
+    with (``a`` are then the logits) or None (``a`` are the outputs); ``kernel``: the name of an
+    optional backend fast path computing the same (see ``backends.fast_path``)."""
+
+    name: str
+    fn: Callable[..., tuple[Array, Array]]
+    head: str | None
+    kernel: str | None
 
 
-def get_loss(name: str) -> Callable[..., tuple[Array, Array]]:
-    """A loss function by name (one of ``LOSSES``)."""
-    try:
-        return LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown loss {name!r}: use one of {sorted(LOSSES)}") from None
+_BCE = Loss("bce", binary_cross_entropy, "sigmoid", "binary_cross_entropy")
+_CE = Loss("cross_entropy", softmax_cross_entropy, "softmax", "softmax_cross_entropy")
+_MSE = Loss("mse", mse, None, None)
+LOSSES: dict[str, Loss] = {"bce": _BCE, "binary_cross_entropy": _BCE, "cross_entropy": _CE,
+                           "softmax_cross_entropy": _CE, "mse": _MSE}
+# The loss each output trains with by default.
+DEFAULT_LOSS = {"sigmoid": "bce", "softmax": "cross_entropy", "identity": "mse"}
+
+
+def get_loss(name: str) -> Loss:
+    """A loss by name (one of ``LOSSES``)."""
+    found = LOSSES.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise ValueError(f"unknown loss {name!r}: use one of {sorted(LOSSES)}")
+    return found

@@ -1,0 +1,56 @@
+"""Give a built layer tree its flat arrays: number the random layers, lay out, initialize, bind."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import random as xrandom
+from ._context import Context
+from .init import initial_value
+from .layout import Layout, walk
+
+__all__ = ["Bound", "bind_tree"]
+
+Array = Any
+
+
+@dataclass
+class Bound:
+    """A layer tree's flat arrays: ``params``, ``grads`` (same layout), ``buffers``; ``streams``
+    maps each random layer's path to its RNG stream."""
+
+    layout: Layout
+    params: Array
+    grads: Array
+    buffers: Array
+    streams: dict[str, int]
+
+
+def bind_tree(root: Any, ctx: Context) -> Bound:
+    """Number the random layers (the k-th layer of stream kind K gets ``STREAMS[K] + k``, depth-first),
+    allocate zeroed flat arrays for the :class:`Layout`, draw every initial value from
+    (seed, stream, 0) and bind each layer to its views."""
+    counts: dict[str, int] = {}
+    streams: dict[str, int] = {}
+    for path, layer in walk(root):
+        kind = layer.stream_kind
+        if kind is not None:
+            layer.stream = streams[path] = xrandom.STREAMS[kind] + counts.get(kind, 0)
+            counts[kind] = counts.get(kind, 0) + 1
+    layout = Layout(root)
+    xp, dev, dtype = ctx.xp, ctx.device, ctx.dtype
+    params = xp.zeros(layout.n_params, dtype=dtype, device=dev)
+    grads = xp.zeros_like(params)
+    buffers = xp.zeros(layout.n_buffers, dtype=dtype, device=dev)
+    for flat, entries in ((params, layout.params), (buffers, layout.buffers)):
+        for e in entries:
+            value = initial_value(e.init, xp, e.shape, ctx.seed, streams.get(e.layer), dtype, dev)
+            if value is not None:
+                flat[e.offset:e.stop] = xp.reshape(value, (-1,))
+    for path, layer in walk(root):
+        entries, bufs = layout.of_layer(path), layout.of_layer(path, "buffer")
+        layer.bind(ctx, {a: e.view(params, xp) for a, e in entries.items()},
+                   {a: e.view(grads, xp) for a, e in entries.items()},
+                   {a: e.view(buffers, xp) for a, e in bufs.items()})
+    root.set_need_dx(False)  # nothing trainable comes before the root's input
+    return Bound(layout, params, grads, buffers, streams)

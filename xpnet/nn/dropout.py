@@ -1,0 +1,65 @@
+"""Inverted dropout."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _validate as check
+from .. import random as xrandom
+from .._xp import fast_path
+from .layer import Layer, register
+
+__all__ = ["Dropout"]
+
+Array = Any
+
+
+@register
+class Dropout(Layer):
+    """y = x ⊙ m / (1 - p) with m ~ Bernoulli(1 - p) drawn in forward; dx = dy ⊙ m / (1 - p).
+
+    Identity when not training or p = 0. The mask of the c-th training forward is a pure
+    function of (seed, stream, c) (:func:`xpnet.random.dropout_keep`), so it is the same on
+    every backend; ``counter`` (host int, checkpointed) counts the training forwards. p is
+    quantized to multiples of 2⁻¹⁶ and the scale uses the quantized p. The stream is the
+    layer's ordinal among the network's Dropout layers.
+    """
+
+    stream_kind = "dropout"
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = check.dropout_rate("dropout rate", p)
+        self.counter = 0
+        self.scale = 1.0 / (1.0 - xrandom.dropout_threshold(self.p) / 65536.0)
+
+    @property
+    def rate(self) -> float:
+        return self.p
+
+    def bind(self, ctx: Any, values: dict, grads: dict, buffers: dict) -> None:
+        super().bind(ctx, values, grads, buffers)
+        self._fused = fast_path(ctx.xp, "dropout_mask")
+
+    def mask(self, shape: tuple[int, ...], dtype: Any, counter: int) -> Array:
+        """The scaled mask m / (1 - p) of the ``counter``-th training forward."""
+        seed, threshold = self.ctx.seed, xrandom.dropout_threshold(self.p)
+        if self._fused is not None:
+            k0, k1 = xrandom.key(seed, self.stream, counter)
+            return self._fused(shape, dtype, k0, k1, threshold, self.scale)
+        keep = xrandom.dropout_keep(self.xp, shape, self.p, seed, self.stream, counter, self.ctx.device)
+        return self.xp.astype(keep, dtype) * self.scale
+
+    def forward(self, x: Array, training: bool = False) -> tuple[Array, Array | None]:
+        if not training or self.p == 0.0:
+            return x, None
+        m = self.mask(tuple(x.shape), x.dtype, self.counter)
+        self.counter += 1
+        return x * m, m
+
+    def backward(self, dy: Array, m: Array | None) -> Array | None:
+        if not self.need_dx:
+            return None
+        return dy if m is None else dy * m
+
+    def config(self) -> dict:
+        return {"type": "Dropout", "p": self.p}

@@ -1,0 +1,95 @@
+"""The multilayer perceptron: a short builder of a :class:`~xpnet.nn.network.Network`."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+from .. import _validate as check
+from .activations import ACTIVATIONS
+from .dense import Dense
+from .dropout import Dropout
+from .init import canonical
+from .network import Network
+
+__all__ = ["MLP", "mlp_layers"]
+
+
+def _check_sizes(sizes: Any) -> list[int]:
+    try:
+        out = [int(s) for s in sizes]
+        ok = len(out) >= 2 and all(o == s and o >= 1 and not isinstance(s, bool) for o, s in zip(out, sizes))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"sizes must be a list of at least two positive integers "
+                         f"(inputs, hidden..., outputs), e.g. [2, 64, 32, 1]; got {sizes!r}")
+    return out
+
+
+def _rates(dropout: Any, n_hidden: int) -> list[float]:
+    rates = [dropout] * n_hidden if isinstance(dropout, numbers.Real) else dropout
+    try:
+        rates = [check.dropout_rate("dropout", r) for r in rates]
+    except (TypeError, ValueError):
+        rates = None
+    if rates is None or len(rates) != n_hidden:
+        raise ValueError(f"dropout must be a rate in [0, 1) or one rate per hidden layer ({n_hidden}), "
+                         f"got {dropout!r}")
+    return rates
+
+
+def mlp_layers(sizes: Sequence[int], activation: str = "relu", dropout: Any = 0.0,
+               init: str | None = None) -> list:
+    """``[Dense(s0, s1, act), Dropout(p), …, Dense(s_{L-1}, s_L)]``: a Dropout after every hidden
+    layer when any rate is > 0 (p = 0 is the identity), so the k-th Dropout follows hidden layer k."""
+    sizes = _check_sizes(sizes)
+    if not isinstance(activation, str) or activation not in ACTIVATIONS or activation == "softmax":
+        names = sorted(set(ACTIVATIONS) - {"softmax"})
+        raise ValueError(f"unknown activation {activation!r}: use one of {names}")
+    rates = _rates(dropout, len(sizes) - 2)
+    init = canonical(init or ("he_normal" if activation in ("relu", "leaky_relu", "gelu") else "glorot_normal"))
+    layers: list = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(Dense(a, b, None if last else activation, init=init))
+        if not last and any(rates):
+            layers.append(Dropout(rates[i]))
+    return layers
+
+
+class MLP(Network):
+    """Fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    Hidden layers: Dense with ``activation``, then Dropout when a rate is > 0; the last Dense
+    gives the logits; ``output`` as in :class:`Network`. Same arguments, same numbers as before
+    the layer redesign (initial weights, masks and training curves bit for bit on NumPy).
+
+    Args:
+        sizes: layer widths, e.g. ``[2, 64, 32, 1]``.
+        activation: hidden activation (relu, leaky_relu, sigmoid, tanh, gelu, identity).
+        output: "sigmoid", "softmax", "identity" or "auto".
+        dropout: rate for every hidden layer, or one rate per hidden layer.
+        init: he_normal, he_uniform, glorot_normal, glorot_uniform (default: he_normal for
+            relu-like activations, glorot_normal otherwise). Biases start at zero.
+        seed, backend, dtype: as in :class:`Network`.
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", output: str = "auto",
+                 dropout: float | Sequence[float] = 0.0, init: str | None = None, seed: int = 0,
+                 backend: Any = "numpy", dtype: str = "float32"):
+        layers = mlp_layers(sizes, activation, dropout, init)
+        self.sizes = _check_sizes(sizes)
+        self.activation = activation
+        self.dropout = _rates(dropout, len(self.sizes) - 2)
+        self.init = layers[0].init
+        super().__init__(layers, output=output, seed=seed, backend=backend, dtype=dtype)
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON-serializable)."""
+        return {"sizes": self.sizes, "activation": self.activation, "output": self.output,
+                "dropout": self.dropout, "init": self.init, "seed": self.seed, "dtype": self.dtype_name}
+
+    def __repr__(self) -> str:
+        return (f"MLP({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+                f"dropout={self.dropout}, init={self.init!r}, seed={self.seed}, "
+                f"backend={self.backend.spec!r}, dtype={self.dtype_name!r})")

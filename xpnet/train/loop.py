@@ -1,0 +1,181 @@
+"""The one training loop: shuffled mini-batches on the device, hooks around it.
+
+Per step: gather the batch (its rows of the epoch's permutation) -> forward -> objective (loss
+and d_logits) -> backward -> gradient transforms (clipping; an allreduce when distributed) ->
+in-place optimizer update. The step's loss (and correct-prediction count) stay on the device.
+At the epoch's end everything the host needs — step losses, hits, validation sums, the guard's
+flag, whatever the callbacks ask for — crosses in **one** transfer; then the callbacks run.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+from .. import random as xrandom
+from .._xp import fetch
+from .callbacks import CallbackList
+from .checkpointing import EPOCH_START, partial_epoch
+from .history import History
+
+__all__ = ["Trainer", "validation_sums"]
+
+Array = Any
+_EVAL_CHUNK = 8192
+
+
+def validation_sums(model: Any, objective: Any, X: Array, Y: Array, l2: float = 0.0,
+                    chunk: int = _EVAL_CHUNK) -> dict[str, Array]:
+    """Device sums for the mean loss and accuracy of ``model`` on (X, Y), evaluated in chunks:
+    ``loss_sum`` (Σ batch loss × rows), ``l2_sum`` (ΣW², with ``l2``), ``hits`` (for classifiers)."""
+    xp, n = model.xp, X.shape[0]
+    sums, hits = [], []
+    for i in range(0, n, chunk):
+        z = model.logits(X[i:min(i + chunk, n), ...])  # in-bounds stops: the array API leaves others open
+        y = Y[i:min(i + chunk, n), ...]
+        sums.append(objective.value(z, y) * float(z.shape[0]))
+        h = objective.hits(z, y)
+        if h is not None:
+            hits.append(h)
+    out = {"loss_sum": xp.sum(xp.stack(sums))}
+    if l2:
+        w = model._decay_params
+        out["l2_sum"] = xp.vecdot(w, w)
+    if hits:
+        out["hits"] = xp.sum(xp.stack(hits))
+    return out
+
+
+def validation_result(values: dict, n: int, l2: float, denominator: int) -> tuple[float, float | None]:
+    """(mean loss + λ/2 ΣW², accuracy or None) from the host values of :func:`validation_sums`."""
+    total = values["loss_sum"] / n
+    if "l2_sum" in values:
+        total += values["l2_sum"] * 0.5 * l2
+    return total, (values["hits"] / denominator if "hits" in values else None)
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on ``objective`` (see the module docstring).
+
+    ``l2``: λ of the L2 penalty (or ``l2(rows)`` per batch); ``schedule(t)``: the learning rate
+    of step t; ``transforms``: functions applied in place to the flat gradient after backward;
+    ``validation``: (X_val, Y_val) on the device, evaluated every epoch; ``signals``: an object
+    whose ``signum`` (checked after every step) stops the epoch and calls ``on_interrupt``.
+    """
+
+    def __init__(self, model: Any, optimizer: Any, objective: Any, *, batch_size: int, seed: int,
+                 l2: float | Callable[[int], Any] = 0.0, shuffle: bool = True, schedule: Any = None,
+                 transforms: Sequence[Callable[[Array], Any]] = (), callbacks: Sequence[Any] = (),
+                 track_accuracy: bool = True, validation: tuple[Array, Array] | None = None,
+                 signals: Any = None):
+        self.model, self.optimizer, self.objective = model, optimizer, objective
+        self.batch_size, self.seed, self.l2, self.shuffle = batch_size, seed, l2, shuffle
+        self.schedule, self.transforms, self.validation, self.signals = schedule, list(transforms), validation, signals
+        self.track_accuracy = track_accuracy and model.output != "identity"
+        self.callbacks = CallbackList(callbacks)
+        self.fetched: dict[str, Any] = {}
+        self.epoch_step_loss: list[float] = []
+
+    def loop_state(self) -> dict:
+        """The state callbacks keep (early stopping), for checkpoints."""
+        return self.callbacks.state()
+
+    def _batches(self, X: Array, Y: Array, epoch: int, first_step: int):
+        xp, n, bs = self.model.xp, X.shape[0], self.batch_size
+        # Each batch gathers its rows of the epoch's permutation: no shuffled copy of the dataset.
+        perm = xrandom.permutation(xp, n, self.seed, xrandom.STREAMS["shuffle"], epoch,
+                                   self.model.backend.device) if self.shuffle else None
+        for i in range(first_step * bs, n, bs):
+            stop = min(i + bs, n)
+            if perm is None:
+                yield i, X[i:stop, ...], Y[i:stop, ...]
+            else:
+                rows = perm[i:stop]
+                yield i, xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+
+    def run(self, X: Array, Y: Array, epochs: int, *, first_epoch: int = 0, history: History | None = None,
+            partial: dict | None = None, n_val: int = 0) -> History:
+        """Train on device arrays (X, Y) for epochs ``first_epoch .. epochs-1``; returns the history.
+
+        ``partial``: the record of an epoch interrupted mid-way (its steps are skipped)."""
+        model, opt, objective, xp = self.model, self.optimizer, self.objective, self.model.xp
+        history = History() if history is None else history
+        n, bs = X.shape[0], self.batch_size
+        steps = math.ceil(n / bs)
+        cbs = self.callbacks
+        cbs.call("on_train_begin", {"model": model, "optimizer": opt, "history": history, "trainer": self,
+                                    "n_train": n, "n_val": n_val, "epochs": epochs, "steps_per_epoch": steps,
+                                    "initial_epoch": first_epoch})
+        for epoch in range(first_epoch, epochs):
+            t0 = time.perf_counter()
+            cbs.call("on_epoch_begin", epoch)
+            done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
+            losses, hits = [], []
+            for i, xb, yb in self._batches(X, Y, epoch, done["step_in_epoch"]):
+                if self.schedule is not None:
+                    opt.lr = self.schedule(opt.t)
+                value, z = model.train_step(xb, yb, objective, self.l2)
+                for transform in self.transforms:
+                    transform(model.grads)
+                opt.step(model.params, model.grads)
+                losses.append(value)
+                if self.track_accuracy:
+                    hits.append(objective.hits(z, yb))
+                if self.signals is not None and self.signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
+                    self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
+            self.last_batch = (xb, yb)
+            logs = self._end_epoch(epoch, history, done, losses, hits, t0, n, steps, Y)
+            stop = cbs.on_epoch_end(epoch, logs)
+            final = stop or epoch + 1 == epochs
+            cbs.call("on_epoch_closed", epoch, final)
+            if stop:
+                break
+        cbs.call("on_train_end", history)
+        return history
+
+    def _end_epoch(self, epoch: int, history: History, done: dict, losses: list, hits: list, t0: float,
+                   n: int, steps: int, Y: Array) -> dict:
+        """The epoch's one device-to-host transfer, and its record in the history."""
+        xp, bs = self.model.xp, self.batch_size
+        device = {"step_loss": xp.stack(losses)}
+        if self.track_accuracy:
+            device["hits"] = xp.sum(xp.stack(hits))
+        if self.validation is not None:
+            val = validation_sums(self.model, self.objective, *self.validation, self._l2_value())
+            device.update({f"val_{k}": v for k, v in val.items()})
+        device.update(self.callbacks.device_values(epoch))
+        names = list(device)
+        host = fetch(xp, [device[k] for k in names], xp.float64)
+        self.fetched = {k: (v if k in ("step_loss", "grad_norms") else v[0]) for k, v in zip(names, host)}
+        step_loss = done["step_loss"] + self.fetched["step_loss"]
+        self.epoch_step_loss = step_loss
+        last = n - (steps - 1) * bs
+        epoch_loss = (sum(step_loss[:-1]) * bs + step_loss[-1] * last) / n
+        history["epoch"].append(epoch)
+        history["step_loss"].extend(step_loss)
+        history["loss"].append(epoch_loss)
+        accuracy = None
+        if self.track_accuracy:
+            accuracy = (done["hits"] + int(self.fetched["hits"])) / self.objective.hit_denominator(n, Y)
+        history["accuracy"].append(accuracy)
+        history["lr"].append(self.optimizer.lr)
+        val_loss = val_acc = None
+        if self.validation is not None:
+            Xv, Yv = self.validation
+            values = {k[4:]: v for k, v in self.fetched.items() if k.startswith("val_")}
+            val_loss, val_acc = validation_result(values, Xv.shape[0], self._l2_value(),
+                                                  self.objective.hit_denominator(Xv.shape[0], Yv))
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_acc)
+        history["time"].append(done["time"] + time.perf_counter() - t0)
+        return {k: history[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")}
+
+    def _l2_value(self) -> float:
+        return 0.0 if callable(self.l2) else self.l2
+
+    def _interrupt(self, epoch: int, steps_done: int, done: dict, losses: list, hits: list, t0: float) -> None:
+        xp = self.model.xp
+        parts = [xp.stack(losses)] + ([xp.sum(xp.stack(hits))] if hits else [])
+        host = fetch(xp, parts, xp.float64)
+        partial = partial_epoch(done, host[0], int(host[1][0]) if hits else 0, t0)
+        self.callbacks.call("on_interrupt", epoch, steps_done, partial)
