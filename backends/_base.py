@@ -48,6 +48,21 @@ def _is_strict_array(x: Any) -> bool:
     return type(x).__module__.startswith("array_api_strict")
 
 
+def strict_to_numpy(x: Any) -> np.ndarray:
+    """Host view of an array-api-strict array on any of its devices.
+
+    ``numpy.asarray`` refuses arrays that are not on CPU_DEVICE, so read the wrapped
+    NumPy array (falling back to DLPack after moving the array to CPU_DEVICE).
+    """
+    inner = getattr(x, "_array", None)
+    if isinstance(inner, np.ndarray):
+        return inner
+    import array_api_strict
+
+    cpu = array_api_strict.__array_namespace_info__().default_device()
+    return np.from_dlpack(x.to_device(cpu))
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """Copy (or view) any supported array on the host as a ``numpy.ndarray``.
 
@@ -67,9 +82,7 @@ def to_numpy(x: Any) -> np.ndarray:
             t = t.cpu()
         return t.resolve_conj().resolve_neg().numpy()
     if _is_strict_array(x):
-        from . import _strict
-
-        return _strict.to_numpy(x)
+        return strict_to_numpy(x)
     if isinstance(x, (bool, int, float, complex, list, tuple)):
         return np.asarray(x)
     if hasattr(x, "__dlpack__"):

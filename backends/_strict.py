@@ -8,7 +8,7 @@ import array_api_compat
 import numpy as np
 
 from . import _malloc
-from ._base import Backend, BackendUnavailable
+from ._base import Backend, BackendUnavailable, strict_to_numpy
 
 _INSTALL = "Install it with: pip install array-api-strict"
 
@@ -19,21 +19,6 @@ def _device_str(dev: Any) -> str:
     return name if isinstance(name, str) else repr(dev).split("'")[1]
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """Host view of an array-api-strict array on any of its devices.
-
-    ``numpy.asarray`` refuses arrays that are not on CPU_DEVICE, so read the wrapped
-    NumPy array (falling back to DLPack after moving the array to CPU_DEVICE).
-    """
-    inner = getattr(x, "_array", None)
-    if isinstance(inner, np.ndarray):
-        return inner
-    import array_api_strict
-
-    cpu = array_api_strict.__array_namespace_info__().default_device()
-    return np.from_dlpack(x.to_device(cpu))
-
-
 class StrictBackend(Backend):
     name = "strict"
     library = "array-api-strict"
@@ -42,7 +27,7 @@ class StrictBackend(Backend):
         return isinstance(x, self._array_type)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return to_numpy(x) if self.is_native(x) else super().to_numpy(x)
+        return strict_to_numpy(x) if self.is_native(x) else super().to_numpy(x)
 
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "array_api_strict": self.version}

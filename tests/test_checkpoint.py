@@ -79,13 +79,17 @@ def test_file_is_a_plain_npz(tmp_path):
     hist = xpnet.fit(model, X, y, optimizer=opt, epochs=2, batch_size=16)
     path = ckpt.save(tmp_path / "a.npz", model, opt, hist, epoch=2, extra={"scaler": {"mean": [0.5], "std": [2.0]}})
     with np.load(path, allow_pickle=False) as z:
-        assert sorted(z.files) == ["__meta__", "model.W0", "model.W1", "model.b0", "model.b1",
-                                   "optimizer.m", "optimizer.v"]
-        for i in range(2):
-            assert_equal(z[f"model.W{i}"], to_numpy(model.weights[i]))
-            assert_equal(z[f"model.b{i}"], to_numpy(model.biases[i]))
+        assert sorted(z.files) == ["__meta__", "optimizer.m", "optimizer.v", "params"]
+        assert_equal(z["params"], to_numpy(model.params))
         assert_equal(z["optimizer.m"], to_numpy(opt.state["m"]))
         meta = json.loads(z["__meta__"].tobytes().decode())
+    for entry in meta["layout"]:  # the layout says where each parameter lives in "params"
+        start, shape = entry["offset"], tuple(entry["shape"])
+        got = to_numpy(model.params)[start:start + int(np.prod(shape))].reshape(shape)
+        assert_equal(got, to_numpy(model.layout[entry["name"]].view(model.params, model.xp)))
+    assert [e["name"] for e in meta["layout"]] == ["0.W", "2.W", "0.b", "2.b"]
+    assert meta["streams"] == {"0": xpnet.random.STREAMS["init"], "1": xpnet.random.STREAMS["dropout"],
+                               "2": xpnet.random.STREAMS["init"] + 1}
     assert meta["format"] == "xpnet.checkpoint" and meta["format_version"] == ckpt.FORMAT_VERSION
     assert meta["xpnet_version"] == xpnet.__version__
     assert meta["model"] == model.config() and meta["epoch"] == 2 and meta["step"] == opt.t == 10
@@ -112,7 +116,7 @@ def test_roundtrip_onto_every_backend(backend, dtype, tmp_path):
         # and into an existing model (other seed: the checkpoint's RNG key wins)
         m3 = _model(target, dtype, seed=99)
         ck.restore(m3)
-        assert m3.seed == 3 and m3.dropout_layers[0].seed == 3
+        assert m3.seed == 3 and m3.dropout_layers[0].ctx.seed == 3
         assert_equal(m3.params, to_numpy(model.params), backend=target)
 
 
@@ -347,7 +351,7 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         f.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt, "_write_npz", torn)
+    monkeypatch.setattr(ckpt, "write_npz", torn)
     with pytest.raises(OSError, match="disk full"):
         ckpt.save(path, _model(seed=2), epoch=2)
     monkeypatch.undo()
@@ -453,8 +457,8 @@ def test_truncated_file(good, keep):
 def test_flipped_byte_is_detected(good):
     data = bytearray(good.read_bytes())
     with zipfile.ZipFile(good) as zf:
-        info = zf.getinfo("model.W1.npy")
-    data[info.header_offset + 200] ^= 0xFF  # inside W1's data
+        info = zf.getinfo("params.npy")
+    data[info.header_offset + 200] ^= 0xFF  # inside the parameters' data
     good.write_bytes(bytes(data))
     _error(good, "truncated or corrupted")
 
@@ -490,7 +494,7 @@ def test_newer_format_version(good):
 
 def test_pickled_objects_are_refused(good, monkeypatch):
     monkeypatch.setattr("pickle.loads", lambda *a, **k: pytest.fail("unpickled"))
-    _rewrite(good, **{"model.W0": np.array([{"evil": 1}, None], dtype=object)})
+    _rewrite(good, **{"params": np.array([{"evil": 1}, None], dtype=object)})
     _error(good, "Python objects")
 
 

@@ -11,6 +11,7 @@ import pytest
 import xpnet
 from tests.helpers import assert_equal, to_numpy
 from xpnet import diagnostics as D
+from xpnet.train.guard import nonfinite_report
 
 try:
     import torch
@@ -109,7 +110,7 @@ def test_too_high_learning_rate_stops_with_the_step_epoch_and_layer(backend) -> 
         xpnet.fit(m, X, Y_REG, optimizer=xpnet.SGD(lr=0.3), epochs=50, batch_size=16)
     text, history = str(info.value), info.value.history
     assert re.match(r"the training loss became (nan|inf) at step (\d) of epoch 1 \(global step (\d+)\); "
-                    r"non-finite values in layer 0 \(Dense 4->16\): W0, b0, dW0, db0; layer 1", text), text
+                    r"non-finite values in layer 0 \(Dense\(4, 16\)\): W, b, dW, db; layer 1", text), text
     step, global_step = map(int, re.match(r".* at step (\d) .*global step (\d+)", text).groups())
     assert global_step == 4 + step  # 4 steps per epoch
     assert "The parameters were restored to their values at the start of epoch 1 (the last finite ones" in text
@@ -124,11 +125,23 @@ def test_too_high_learning_rate_stops_with_the_step_epoch_and_layer(backend) -> 
 
 def test_nonfinite_parameters_with_finite_losses_are_caught(backend) -> None:
     model = xpnet.MLP([4, 6, 3, 1], seed=0, backend=backend)
-    snapshot = model.copy_params()
-    assert D.nonfinite_report(model, [0.5, 0.4, 0.3], 2, snapshot) is None
+    snapshot, opt = model.copy_params(), xpnet.Adam()
+    assert nonfinite_report(model, opt, [0.5, 0.4, 0.3], 2, snapshot) is None
     model.weights[1][0, 0] = float("inf")
-    text = D.nonfinite_report(model, [0.5, 0.4, 0.3], 2, snapshot)
-    assert text.startswith("the parameters or gradients became non-finite in the update of step 2 of epoch 2 "
-                           "(global step 8); non-finite values in layer 1 (Dense 6->3): W1. The parameters "
-                           "were restored"), text
+    text = nonfinite_report(model, opt, [0.5, 0.4, 0.3], 2, snapshot)
+    assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of step 2 "
+                           "of epoch 2 (global step 8); non-finite values in layer 1 (Dense(6, 3, 'relu')): W. "
+                           "The parameters were restored"), text
     assert_equal(model.params, to_numpy(snapshot), backend=backend)
+
+
+def test_optimizer_state_overflow_stops_training(backend) -> None:
+    """Huge unstandardized inputs: Adam's g² overflows to inf in float32, which would freeze the
+    parameters (m / (√v + ε) = 0) with finite losses; the guard names the optimizer state."""
+    model = xpnet.MLP([4, 3, 1], activation="identity", seed=0, backend=backend)
+    with pytest.raises(xpnet.TrainingStopped) as info:
+        xpnet.fit(model, X * 1e20, Y_BIN, optimizer=xpnet.Adam(lr=1e-3), epochs=3, batch_size=64)
+    text = str(info.value)
+    assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of "
+                           "step 0 of epoch 0"), text
+    assert "non-finite values in layer 0 (Dense(4, 3)): v[W]" in text, text

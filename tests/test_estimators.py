@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 import backends
 from tests.helpers import assert_close, assert_equal
 from xpnet import XPNetClassifier, XPNetRegressor
+from xpnet.train.loop import Trainer
 
 try:  # avoid OpenMP spin contention on the shared box
     import torch
@@ -156,6 +157,25 @@ def test_early_stopping_restores_the_best_epoch():
     assert est.best_validation_score_ == max(est.validation_scores_)
     assert est.score(X[val], y[val]) == pytest.approx(est.best_validation_score_)
     assert est.n_iter_ < 200
+
+
+def test_training_runs_the_one_loop(monkeypatch):
+    """fit runs xpnet's Trainer for max_iter epochs, continuing the epoch counter (which keys the
+    shuffles) under warm_start; partial_fit runs one epoch of it."""
+    calls = []
+    run = Trainer.run
+
+    def spy(self, X, Y, epochs, **kw):
+        calls.append((kw["first_epoch"], epochs))
+        return run(self, X, Y, epochs, **kw)
+
+    monkeypatch.setattr(Trainer, "run", spy)
+    X, y = _clf_data()
+    est = XPNetClassifier(hidden_layer_sizes=(4,), max_iter=3, warm_start=True, random_state=0).fit(X, y)
+    est.fit(X, y)
+    est.partial_fit(X, y)
+    assert calls == [(0, 3), (3, 6), (6, 7)]
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 7
 
 
 # --------------------------------------------------------------------------- the estimator API
@@ -366,6 +386,22 @@ def test_same_predictions_on_every_backend(backend, Est):
     back = pickle.loads(pickle.dumps(nat))
     assert back.model_.backend == backend
     assert_equal(getattr(back, method)(Xb), out, backend=backend)
+
+
+@pytest.mark.parametrize("Est", [XPNetClassifier, XPNetRegressor])
+def test_early_stopping_on_every_backend(backend, Est):
+    """The hold-out scores (weighted: accuracy or R²) and the restored best epoch agree with NumPy's."""
+    X, y = _targets("multiclass" if Est is XPNetClassifier else "multioutput", n=60)
+    sw = np.random.RandomState(2).randint(0, 3, size=60).astype(float)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=40, early_stopping=True, validation_fraction=0.25,
+              n_iter_no_change=3, learning_rate_init=0.1, random_state=0)
+    ref = Est(**kw).fit(X, y, sample_weight=sw)
+    est = Est(backend=backend.spec, **kw).fit(X, y, sample_weight=sw)
+    assert est.n_iter_ == ref.n_iter_ < 40 and len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    np.testing.assert_allclose(est.validation_scores_, ref.validation_scores_, rtol=1e-10)
+    for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.skipif(torch is None, reason="needs torch")

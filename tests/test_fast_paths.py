@@ -11,8 +11,8 @@ import pytest
 
 import backends
 import xpnet
-from xpnet import layers as L
-from xpnet import losses
+from xpnet import nn
+from xpnet.nn import losses
 
 ALL_KERNELS = ("adam", "relu_forward", "dropout_mask", "binary_cross_entropy", "softmax_cross_entropy",
                "dense_backward")
@@ -63,9 +63,12 @@ def test_dense_backward_fast_paths_bit_identical(monkeypatch, need_dx):
         outs = []
         for env in ("1", "0"):
             monkeypatch.setenv("XPNET_FAST_PATHS", env)
-            gW, gb = be.xp.zeros((5, 3), dtype=W.dtype, device=be.device), be.xp.zeros(3, dtype=W.dtype,
-                                                                                        device=be.device)
-            layer = L.Dense(be.xp, W, W[0], gW, gb, need_dx=need_dx)
+            layer = nn.Dense(5, 3)
+            nn.standalone(layer, 5, backend=be)
+            layer.W[...], layer.b[...] = W, W[0]
+            layer.set_need_dx(need_dx)
+            gW, gb = layer.grad_W, layer.grad_b
+            assert (layer._fused is not None) == (env == "1")
             dx = layer.backward(dy, x)
             outs.append([be.to_numpy(a).copy() for a in (gW, gb)] + ([be.to_numpy(dx)] if need_dx else [dx]))
         for a, b in zip(*outs):
@@ -96,14 +99,25 @@ def _portable(monkeypatch, fn):
 def test_dropout_mask_bits_and_relu_exact(cupy_backend, monkeypatch, dtype, shape):
     be = cupy_backend
     dt = be.dtype(dtype)
-    fused = L.Dropout(be.xp, 0.3, seed=5, stream=77, device=be.device)
-    portable = _portable(monkeypatch, lambda: L.Dropout(be.xp, 0.3, seed=5, stream=77, device=be.device))
+    def dropout():
+        layer = nn.Dropout(0.3)
+        nn.standalone(layer, shape[1], backend=be, dtype=dtype, seed=5)
+        layer.stream = 77
+        return layer
+
+    fused = dropout()
+    portable = _portable(monkeypatch, dropout)
     assert fused._fused is not None and portable._fused is None
     for counter in (0, 1, 12345):
         a, b = be.to_numpy(fused.mask(shape, dt, counter)), be.to_numpy(portable.mask(shape, dt, counter))
         assert a.dtype == b.dtype and np.array_equal(a, b)
     x = be.asarray(np.random.default_rng(0).normal(size=shape), dtype=dt)
-    relu_f, relu_p = L.ReLU(be.xp), _portable(monkeypatch, lambda: L.ReLU(be.xp))
+    def relu():
+        layer = nn.ReLU()
+        nn.standalone(layer, shape[1], backend=be, dtype=dtype)
+        return layer
+
+    relu_f, relu_p = relu(), _portable(monkeypatch, relu)
     for u, v in zip(relu_f.forward(x), relu_p.forward(x)):
         assert np.array_equal(be.to_numpy(u), be.to_numpy(v))
 

@@ -6,7 +6,7 @@ import pytest
 
 import xpnet
 from tests.helpers import assert_equal, to_numpy
-from xpnet import layers as L
+from xpnet import nn
 from xpnet.gradcheck import FULL_CHECK_LIMIT, GradcheckReport, check_layer, gradcheck
 
 try:
@@ -50,6 +50,7 @@ def test_gradcheck_passes_on_networks(backend, act, units, output, loss, dropout
     assert isinstance(report, GradcheckReport)
     assert report.passed, str(report)
     assert len(report.rows) == 2 * 3 + 1  # W, b per Dense + the directional derivative
+    assert [r.name for r in report.rows[:-1]] == [e.name for e in model.layout.params]
     assert all(r.checked == r.total for r in report.rows[:-1])  # small network: every coordinate
     assert report.max_rel_err < 1e-6
     # the float32 model was checked through a float64 copy: itself untouched
@@ -63,11 +64,11 @@ def test_gradcheck_large_network_checks_a_subset(backend) -> None:
     X20 = np.random.default_rng(1).normal(size=(6, 20))
     report = gradcheck(model, X20, Y_CLASS[:6])
     assert report.passed, str(report)
-    checked = {r.name.split(" ")[0]: (r.checked, r.total) for r in report.rows}
-    assert checked["W0"] == (34, 20 * 64) and checked["b2"] == (3, 3)  # 200 split over 6 arrays
+    checked = {r.name: (r.checked, r.total) for r in report.rows}
+    assert checked["0.W"] == (34, 20 * 64) and checked["2.b"] == (3, 3)  # 200 split over 6 arrays
     assert "random subset" in str(report)
     small = gradcheck(model, X20, Y_CLASS[:6], n_coords=12)
-    assert small.passed and small["W1"].checked == 2
+    assert small.passed and small["1.W"].checked == 2
 
 
 def test_report_is_a_readable_table(backend) -> None:
@@ -76,7 +77,7 @@ def test_report_is_a_readable_table(backend) -> None:
     lines = text.splitlines()
     assert lines[0].startswith("gradcheck MLP[3, 4, 3]") and "PASSED" in lines[0]
     assert lines[1].split()[:3] == ["array", "shape", "checked"]
-    assert lines[2].split()[:4] == ["W0", "(Dense", "3->4)", "3x4"] and lines[2].split()[4] == "12/12"
+    assert lines[2].split()[:3] == ["0.W", "3x4", "12/12"]
     assert lines[-1].lstrip().startswith("directional derivative")
 
 
@@ -85,43 +86,62 @@ def _x(backend, shape=(5, 4), seed=0):
     return backend.asarray(np.random.default_rng(seed).normal(size=shape))
 
 
-def _builtin_layers(xp, dev, model):
-    dense = model.layers[0]
-    return [dense, L.Dense(xp, dense.W, dense.b, dense.grad_W, dense.grad_b, need_dx=False), L.ReLU(xp),
-            L.LeakyReLU(xp, 0.1), L.Sigmoid(xp), L.Tanh(xp), L.GELU(xp), L.Identity(xp), L.Softmax(xp),
-            L.Dropout(xp, 0.3, seed=5, stream=77, device=dev)]
+def _builtin_layers():
+    return [nn.Dense(4, 6, "tanh"), nn.ReLU(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.GELU(), nn.Identity(),
+            nn.Softmax(), nn.Dropout(0.3), nn.BatchNorm1d(4), nn.Sequential([nn.Dense(4, 3), nn.Tanh()]),
+            nn.Residual([nn.Dense(4, 4, "sigmoid")]), nn.Residual(nn.Dense(4, 2))]
 
 
 def test_check_layer_passes_on_every_builtin_layer(backend) -> None:
-    model = xpnet.MLP([4, 6, 2], backend=backend)  # float32: parameters swapped for float64 during the check
-    layers = _builtin_layers(backend.xp, backend.device, model)
-    assert {type(la) for la in layers} >= {getattr(L, n) for n in L.__all__ if n[0].isupper() and n != "ACTIVATIONS"}
-    W_view = layers[0].W
+    layers = _builtin_layers()
+    builtin = {getattr(nn, n) for n in nn.__all__ if isinstance(getattr(nn, n), type)
+               and issubclass(getattr(nn, n), nn.Layer) and getattr(nn, n) not in (nn.Layer, nn.Activation)}
+    assert {type(la) for la in layers} >= builtin - {nn.Network, nn.MLP}
     for layer in layers:
         report = check_layer(layer, _x(backend))
         assert report.passed, str(report)
         names = [r.name for r in report.rows]
-        if isinstance(layer, L.Dense):
-            assert names[-3:] == ["W", "b", "directional derivative"]
-            assert ("dx" in names) == layer.need_dx
-        else:
-            assert names == ["dx", "directional derivative"]
-    assert layers[0].W is W_view and layers[0].W.dtype == model.dtype  # put back
-    assert layers[-1].counter == 0  # the dropout counter was rewound
+        assert names[0] == "dx" and names[-1] == "directional derivative"
+        expected = nn.standalone(nn.layer_from_config(layer.config()), 4).layout.params
+        assert names[1:-1] == [e.name for e in expected], names
+        assert layer.ctx is None  # checked on a copy: the layer itself stays unbound
 
 
-class BadSigmoid(L.Sigmoid):
+def test_check_layer_of_a_bound_layer_uses_its_values(backend) -> None:
+    model = xpnet.MLP([4, 6, 2], backend=backend)  # float32: checked through a float64 copy
+    dense = model.layers[0]
+    W_before = to_numpy(dense.W).copy()
+    report = check_layer(dense, _x(backend))
+    assert report.passed, str(report)
+    assert [r.name for r in report.rows] == ["dx", "W", "b", "directional derivative"]  # dx too, on the copy
+    assert_equal(dense.W, W_before, backend=backend)
+    assert check_layer(model.root, _x(backend)).passed
+    bn = xpnet.Network([nn.BatchNorm1d(4), nn.Dense(4, 1)], backend=backend)
+    bn.params[bn.layout["0.gamma"].offset] = 3.0
+    eval_report = check_layer(bn.layers[0], _x(backend), training=False)
+    assert eval_report.passed and "(eval)" in eval_report.subject
+
+
+class BadSigmoid(nn.Sigmoid):
     """Forgets the (1 - y) factor: dx = dy · y."""
 
     def backward(self, dy, y):
         return dy * y
 
 
-class Scale:
-    """y = x ⊙ s with a parameter s (fan,) and gradient buffer grad_s; ``bug`` breaks ds."""
+class Scale(nn.Layer):
+    """y = x ⊙ s with a parameter s (width,); ``bug`` breaks ds."""
 
-    def __init__(self, xp, s, bug=False):
-        self.xp, self.s, self.grad_s, self.bug = xp, s, s * 0.0, bug
+    def __init__(self, bug=False):
+        super().__init__()
+        self.bug, self.n = bug, None
+
+    def build(self, n_in):
+        self.n = n_in
+        return n_in
+
+    def params(self):
+        return [nn.Param("s", (self.n,), "ones", decay=False)]
 
     def forward(self, x, training=False):
         return x * self.s, x
@@ -131,7 +151,7 @@ class Scale:
         return dy * self.s
 
 
-class OneWrongEntry(L.Tanh):
+class OneWrongEntry(nn.Tanh):
     """Correct except for one entry of dx: only the directional derivative sees it in a 1-coordinate check."""
 
     def backward(self, dy, y):
@@ -141,7 +161,7 @@ class OneWrongEntry(L.Tanh):
 
 
 def test_wrong_backward_fails_with_a_clear_report(backend) -> None:
-    report = check_layer(BadSigmoid(backend.xp), _x(backend))
+    report = check_layer(BadSigmoid(), _x(backend))
     assert not report.passed and not bool(report)
     text = str(report)
     assert "gradcheck BadSigmoid" in text and "FAILED" in text
@@ -149,29 +169,29 @@ def test_wrong_backward_fails_with_a_clear_report(backend) -> None:
     assert "BadSigmoid.backward disagrees with finite differences for dx" in text
     assert report["dx"].rel_err > 0.1
 
-    s = backend.asarray(np.array([0.5, -1.0, 2.0, 1.5]))
-    good = check_layer(Scale(backend.xp, s), _x(backend))
+    good = check_layer(Scale(), _x(backend))
     assert good.passed and [r.name for r in good.rows] == ["dx", "s", "directional derivative"]
-    bad = check_layer(Scale(backend.xp, s, bug=True), _x(backend))
+    bad = check_layer(Scale(bug=True), _x(backend))
     assert [r.name for r in bad.failures] == ["s", "directional derivative"], str(bad)
     assert "Scale.backward disagrees with finite differences for s" in str(bad)
 
 
 def test_directional_derivative_catches_what_a_subset_misses(backend) -> None:
-    full = check_layer(OneWrongEntry(backend.xp), _x(backend))
+    full = check_layer(OneWrongEntry(), _x(backend))
     assert not full.passed and full["dx"].max_abs_err > 0.4
-    one = check_layer(OneWrongEntry(backend.xp), _x(backend), n_coords=1)
+    one = check_layer(OneWrongEntry(), _x(backend), n_coords=1)
     assert one["dx"].checked == 1 and one["dx"].passed  # the random coordinate misses entry (3, 2)
     assert [r.name for r in one.failures] == ["directional derivative"]
 
 
 def test_gradcheck_locates_a_wrong_custom_layer_in_a_network(backend) -> None:
-    model = xpnet.MLP([3, 4, 4, 3], activation="sigmoid", seed=1, backend=backend)
-    assert isinstance(model.layers[3], L.Sigmoid)
-    model.layers[3] = BadSigmoid(model.xp)  # the activation after Dense 1
+    layers = [nn.Dense(3, 4, "sigmoid"), nn.Dense(4, 4), BadSigmoid(), nn.Dense(4, 3)]
+    model = xpnet.Network(layers, seed=1, backend=backend, dtype="float64")
     report = gradcheck(model, X, Y_CLASS)
     assert not report.passed
     failed = {r.name.split(" ")[0] for r in report.failures}
-    assert failed == {"W0", "b0", "W1", "b1", "directional"}, str(report)  # below the bug only
+    assert failed == {"0.W", "0.b", "1.W", "1.b", "directional"}, str(report)  # below the bug only
     text = str(report)
-    assert "deepest failing layer: Dense 1" in text and "layers[3] BadSigmoid" in text
+    assert "suspect layer 1 (Dense(4, 4))" in text and "the layers after it" in text
+    with pytest.raises(ValueError, match="register custom layers"):
+        gradcheck(xpnet.Network([nn.Dense(3, 4), Scale(), nn.Dense(4, 3)], backend=backend), X, Y_CLASS)

@@ -30,8 +30,8 @@ import pytest
 import xpnet
 from backends import Backend
 from tests.helpers import assert_close, assert_equal, to_numpy
-from xpnet import layers as L
-from xpnet import losses
+from xpnet import nn
+from xpnet.nn import losses
 
 try:
     import torch
@@ -132,19 +132,27 @@ def no_fp_warnings():
 
 # ============================================================== the layer table
 def _dense(xp: Any, backend: Backend, rng: np.random.Generator, dtype: str, fan_in: int = 4,
-           fan_out: int = 3) -> L.Dense:
-    W = backend.asarray(rng.normal(size=(fan_in, fan_out)), dtype=dtype)
-    b = backend.asarray(rng.normal(size=(fan_out,)), dtype=dtype)
-    return L.Dense(xp, W, b, xp.zeros_like(W), xp.zeros_like(b), need_dx=True)
+           fan_out: int = 3) -> nn.Dense:
+    layer = nn.Dense(fan_in, fan_out)
+    nn.standalone(layer, fan_in, backend=backend, dtype=dtype)
+    layer.W[...] = backend.asarray(rng.normal(size=(fan_in, fan_out)), dtype=dtype)
+    layer.b[...] = backend.asarray(rng.normal(size=(fan_out,)), dtype=dtype)
+    return layer
 
 
-def _dropout(xp: Any, backend: Backend, rng: np.random.Generator, dtype: str, rate: float = 0.3) -> L.Dropout:
-    return L.Dropout(xp, rate, seed=7, stream=xpnet.random.STREAMS["dropout"], device=backend.device)
+def _dropout(xp: Any, backend: Backend, rng: np.random.Generator, dtype: str, rate: float = 0.3,
+             width: int = 6) -> nn.Dropout:
+    layer = nn.Dropout(rate)
+    nn.standalone(layer, width, backend=backend, dtype=dtype, seed=7)
+    assert layer.stream == xpnet.random.STREAMS["dropout"]
+    return layer
 
 
 def _activation(cls: type, **kw: Any) -> Callable[..., Any]:
     def make(xp: Any, backend: Backend, rng: np.random.Generator, dtype: str) -> Any:
-        return cls(xp, **kw)
+        layer = cls(**kw)
+        nn.standalone(layer, 4, backend=backend, dtype=dtype)
+        return layer
     return make
 
 
@@ -166,23 +174,23 @@ LAYER_CASES = [
     LayerCase("dense", _dense, x_shape=(5, 4), params=(("W", "grad_W"), ("b", "grad_b"))),
     LayerCase("dense_1x1", partial(_dense, fan_in=1, fan_out=1), x_shape=(3, 1),
               params=(("W", "grad_W"), ("b", "grad_b"))),
-    LayerCase("relu", _activation(L.ReLU), kinks=(0.0,)),
-    LayerCase("leaky_relu", _activation(L.LeakyReLU), kinks=(0.0,)),
-    LayerCase("leaky_relu_alpha0.2", _activation(L.LeakyReLU, alpha=0.2), kinks=(0.0,)),
-    LayerCase("sigmoid", _activation(L.Sigmoid), low=-8.0, high=8.0),
-    LayerCase("tanh", _activation(L.Tanh)),
-    LayerCase("gelu", _activation(L.GELU), low=-5.0, high=5.0),
-    LayerCase("identity", _activation(L.Identity)),
-    LayerCase("softmax", _activation(L.Softmax), x_shape=(4, 5), low=-4.0, high=4.0),
-    LayerCase("softmax_large_logits", _activation(L.Softmax), x_shape=(3, 4), low=50.0, high=54.0),
+    LayerCase("relu", _activation(nn.ReLU), kinks=(0.0,)),
+    LayerCase("leaky_relu", _activation(nn.LeakyReLU), kinks=(0.0,)),
+    LayerCase("leaky_relu_alpha0.2", _activation(nn.LeakyReLU, alpha=0.2), kinks=(0.0,)),
+    LayerCase("sigmoid", _activation(nn.Sigmoid), low=-8.0, high=8.0),
+    LayerCase("tanh", _activation(nn.Tanh)),
+    LayerCase("gelu", _activation(nn.GELU), low=-5.0, high=5.0),
+    LayerCase("identity", _activation(nn.Identity)),
+    LayerCase("softmax", _activation(nn.Softmax), x_shape=(4, 5), low=-4.0, high=4.0),
+    LayerCase("softmax_large_logits", _activation(nn.Softmax), x_shape=(3, 4), low=50.0, high=54.0),
     LayerCase("dropout", _dropout, x_shape=(7, 6), training=True),
-    LayerCase("dropout_rate0.75", partial(_dropout, rate=0.75), x_shape=(5, 8), training=True),
+    LayerCase("dropout_rate0.75", partial(_dropout, rate=0.75, width=8), x_shape=(5, 8), training=True),
 ]
 
 
 def _run_layer(layer: Any, x: Any, training: bool) -> tuple[Any, Any]:
     """Forward with a fixed dropout mask: the counter is reset so every call draws mask #0."""
-    if isinstance(layer, L.Dropout):
+    if isinstance(layer, nn.Dropout):
         layer.counter = 0
     return layer.forward(x, training)
 
@@ -205,7 +213,7 @@ def test_layer_gradients_match_finite_differences(case: LayerCase, backend: Back
     blocks = {"dx": (x, _host(dx))}
     for p_name, g_name in case.params:
         blocks["d" + p_name] = (getattr(layer, p_name), _host(getattr(layer, g_name)))
-    if isinstance(layer, L.Dropout):  # the cache is the documented mask of forward #0
+    if isinstance(layer, nn.Dropout):  # the cache is the documented mask of forward #0
         assert_equal(cache, layer.mask(case.x_shape, xp.float64, 0), backend=backend)
         keep = to_numpy(cache) != 0.0
         assert keep.any() and (~keep).any(), "degenerate mask: choose another shape/seed"
@@ -216,11 +224,11 @@ def test_layer_gradients_match_finite_differences(case: LayerCase, backend: Back
 
 def test_dense_first_layer_skips_dx(backend: Backend) -> None:
     xp, rng = backend.xp, np.random.default_rng(0)
-    W = backend.asarray(rng.normal(size=(3, 2)))
-    b = backend.asarray(rng.normal(size=(2,)))
     x = backend.asarray(rng.normal(size=(4, 3)))
     dy = backend.asarray(rng.normal(size=(4, 2)))
-    layer = L.Dense(xp, W, b, xp.zeros_like(W), xp.zeros_like(b), need_dx=False)
+    model = xpnet.Network([nn.Dense(3, 2), nn.Dense(2, 2)], backend=backend, dtype="float64")
+    layer = model.layers[0]  # the network's first layer: nothing trainable before it
+    assert not layer.need_dx and model.layers[1].need_dx
     assert layer.backward(dy, layer.forward(x)[1]) is None
     assert_close(layer.grad_W, to_numpy(x).T @ to_numpy(dy), backend=backend)
     assert_close(layer.grad_b, to_numpy(dy).sum(axis=0), backend=backend)
@@ -385,15 +393,15 @@ def _build_net(case: NetCase, backend: Backend, dtype: str = "float64", n: int =
 
 
 def _hidden_preactivations(model: xpnet.MLP, X: Any) -> list[np.ndarray]:
-    """Inputs of the hidden activations in the next training forward (counters left unchanged)."""
-    counters = [d.counter for d in model.dropout_layers]
-    a, pre = X, []
-    for layer in model.layers:
-        if isinstance(layer, L.Activation):
-            pre.append(_host(a))
-        a, _ = layer.forward(a, True)
-    for d, c in zip(model.dropout_layers, counters):
-        d.counter = c
+    """Inputs of the hidden activations in the next training forward (counters left unchanged):
+    z = x W + b of every Dense with an activation, from the input x it receives."""
+    pre = []
+    with model.frozen_state():
+        a = X
+        for layer in model.layers:
+            if isinstance(layer, nn.Dense) and layer.activation is not None:
+                pre.append(_host(a @ layer.W + layer.b))
+            a, _ = layer.forward(a, True)
     return pre
 
 
@@ -428,15 +436,8 @@ def _fixed_mask_loss(model: xpnet.MLP, Xb: Any, yb: Any, case: NetCase) -> Calla
 
 
 def _block_slices(model: xpnet.MLP) -> list[tuple[str, int, int]]:
-    """(name, start, stop) of each parameter block in the flat buffer."""
-    out, off = [], 0
-    for i, (a, b) in enumerate(zip(model.sizes[:-1], model.sizes[1:])):
-        out.append((f"W{i}", off, off + a * b))
-        off += a * b
-    for i, b in enumerate(model.sizes[1:]):
-        out.append((f"b{i}", off, off + b))
-        off += b
-    return out
+    """(name, start, stop) of each parameter block in the flat buffer (from the layout)."""
+    return [(e.name, e.offset, e.stop) for e in model.layout.params]
 
 
 @pytest.mark.parametrize("case", NET_CASES, ids=lambda c: c.id)
@@ -507,7 +508,7 @@ def test_network_gradients_match_torch_autograd(case: NetCase, backend: Backend)
     masks: list[np.ndarray | None] = [None] * (len(model.sizes) - 2)
     for i, d in enumerate(model.dropout_layers):
         masks[i] = _host(d.mask((n, model.sizes[i + 1]), model.dtype, d.counter))
-        assert 0 < np.count_nonzero(masks[i]) < masks[i].size
+        assert 0 < np.count_nonzero(masks[i]) < masks[i].size or d.p == 0.0
     value, wg, bg = model.loss_and_grads(Xb, yb, loss=case.loss, l2=case.l2)
     ref_value, ref_wg, ref_bg = _torch_reference(case, model, X, _net_targets_host(case, y), masks)
     assert_close(value, np.float64(ref_value), rtol=1e-12, backend=backend)
@@ -572,9 +573,11 @@ def test_sigmoid_stable_in_both_tails(backend: Backend, dtype: str) -> None:
     x = backend.asarray(points, dtype=dtype)
     xp = backend.xp
     with no_fp_warnings():
-        y_fn = L.sigmoid(xp, x)
-        y, cache = L.Sigmoid(xp).forward(x)
-        dx = L.Sigmoid(xp).backward(xp.ones_like(x), cache)
+        y_fn = nn.sigmoid(xp, x)
+        layer = nn.Sigmoid()
+        nn.standalone(layer, 1, backend=backend, dtype=dtype)
+        y, cache = layer.forward(x)
+        dx = layer.backward(xp.ones_like(x), cache)
     rtol = 1e-12 if dtype == "float64" else 1e-6
     assert_equal(y, y_fn, backend=backend)
     assert_close(y, expected.astype(dtype), rtol=rtol, backend=backend)
@@ -592,8 +595,10 @@ def test_sigmoid_stable_in_both_tails(backend: Backend, dtype: str) -> None:
 
 def test_softmax_output_stable_at_huge_logits(backend: Backend) -> None:
     x = backend.asarray([[1e4, 0.0, -1e4], [-1e300, 1e300, 0.0]])
+    layer = nn.Softmax()
+    nn.standalone(layer, 3, backend=backend, dtype="float64")
     with no_fp_warnings():
-        y, _ = L.Softmax(backend.xp).forward(x)
+        y, _ = layer.forward(x)
     assert_equal(y, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), backend=backend)
 
 

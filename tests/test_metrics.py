@@ -15,6 +15,7 @@ import pytest
 import sklearn.metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning as SkUndefined
 
+import backends
 from xpnet import metrics as M
 
 N_CLASSIFICATION = 60  # cases per test (x several metrics each)
@@ -298,8 +299,8 @@ def test_invalid_inputs_raise(backend) -> None:
 def test_results_cross_to_the_host_once(backend, monkeypatch) -> None:
     """Device inputs: every metric ends with exactly one transfer (values and checks together)."""
     calls = []
-    real = M._backends.to_numpy
-    monkeypatch.setattr(M._backends, "to_numpy", lambda x: calls.append(1) or real(x))
+    real = backends.to_numpy
+    monkeypatch.setattr(backends, "to_numpy", lambda x: calls.append(1) or real(x))
     rng = np.random.default_rng(3)
     yt, yp = backend.asarray(rng.integers(0, 3, 30)), backend.asarray(rng.integers(0, 3, 30))
     P = backend.asarray(rng.dirichlet(np.ones(3), 30))

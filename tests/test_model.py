@@ -109,7 +109,7 @@ def test_dtype_is_kept_end_to_end(backend, dtype, output):
     else:
         assert pred.dtype == backend.xp.int64
     sd = model.state_dict()
-    assert all(a.dtype == np.dtype(dtype) for a in sd["weights"] + sd["biases"])
+    assert sd["params"] and all(a.dtype == np.dtype(dtype) for a in sd["params"].values())
 
 
 # --------------------------------------------------------------------------- state_dict
@@ -138,12 +138,12 @@ def test_state_dict_is_a_snapshot(backend):
     Xh, yh = _data(48, 3)
     model = xpnet.MLP([3, 8, 1], backend=backend, seed=4)
     state = model.state_dict()
-    before = [a.copy() for a in state["weights"] + state["biases"]]
+    before = [a.copy() for a in state["params"].values()]
     xpnet.fit(model, Xh, yh, epochs=1, batch_size=16, optimizer=xpnet.SGD(lr=0.5))
     model.params[...] = 7.0
-    for a, b in zip(before, state["weights"] + state["biases"]):
+    for a, b in zip(before, state["params"].values()):
         np.testing.assert_array_equal(b, a)
-    state["weights"][0][...] = -3.0
+    state["params"]["0.W"][...] = -3.0
     assert not np.any(to_numpy(model.weights[0]) == -3.0)
 
 

@@ -97,7 +97,7 @@ def test_optimizer_updates_model_in_place(name: str, backend: Backend) -> None:
     X, y = rng.normal(size=(6, 3)), rng.integers(0, 2, size=6)
     params = model.params
     weight_views, bias_views = list(model.weights), list(model.biases)
-    dense_W = [layer.W for layer in model.layers if isinstance(layer, xpnet.layers.Dense)]
+    dense_W = [layer.W for layer in model.layers if isinstance(layer, xpnet.nn.Dense)]
     before = np.array(to_numpy(params), copy=True)
     model.loss_and_grads(X, y)
     grads = np.array(to_numpy(model.grads), copy=True)

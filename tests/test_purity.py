@@ -99,3 +99,95 @@ def test_checker_catches(source: str) -> None:
 )
 def test_checker_allows(source: str) -> None:
     assert not forbidden_imports(source, ARRAY_LIBRARIES)
+
+
+# ------------------------------------------------------------------ import graph
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(packages: tuple[str, ...] = ("xpnet", "backends")) -> dict[str, set[str]]:
+    """module -> the project modules it imports anywhere in its source (function-level imports too)."""
+    files = {_module_name(p): p for pkg in packages for p in (ROOT / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _without_package_inits(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """A package's __init__ re-exports its modules; a module importing a sibling through the package
+    (``from ..nn import Dense``) depends on that sibling, not on the __init__'s other imports. So an edge
+    into another package is redirected to the modules the package imports from itself; an edge into an
+    enclosing package (a name its __init__ defines) stays an edge into that __init__."""
+    packages = {m for m in graph if (ROOT / m.replace(".", "/") / "__init__.py").is_file()}
+    out = {}
+    for mod, deps in graph.items():
+        resolved = set()
+        for d in deps:
+            if d in packages and not (mod + ".").startswith(d + "."):
+                resolved |= {s for s in graph[d] if s.startswith(d + ".")} or {d}
+            else:  # a module, or a name from an enclosing package's own __init__ (a real edge into it)
+                resolved.add(d)
+        out[mod] = resolved - {mod}
+    return out
+
+
+def test_no_import_circles() -> None:
+    graph = _without_package_inits(import_graph())
+    assert graph["xpnet.train.loop"] and "xpnet.nn.network" in graph["xpnet.nn.mlp"]  # the graph is real
+    cycles = _cycles(graph)
+    assert not cycles, "import circles (function-level imports count):\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_finds_a_circle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

@@ -16,7 +16,7 @@ from . import checkpoint, diagnostics, metrics  # noqa: E402 - save/load/resume;
 from .train import Callback, History, TrainingStopped, evaluate, fit  # noqa: E402
 from .gradcheck import check_layer, gradcheck  # noqa: E402 - finite-difference checks (xpnet.gradcheck is the function)
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 
 def __getattr__(name):

@@ -17,9 +17,11 @@ MAX_DROPOUT = 1.0 - 2.0 ** -17
 
 
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
-    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    if high is None:
+        return "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def integer(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -34,7 +36,7 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
         elif low == 0 and high is None:
             what = "an integer >= 0"
         else:
-            what = f"an integer in {_interval(low, high, False, False)}"
+            what = f"an integer {_interval(low, high, False, False)}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v
 
@@ -48,8 +50,8 @@ def real(name: str, value: Any, low: float | None = None, high: float | None = N
         ok = False
     if (not ok or not math.isfinite(v) or (low is not None and (v < low or (low_open and v == low)))
             or (high is not None and (v > high or (high_open and v == high)))):
-        raise ValueError(f"{name} must be a finite number in {_interval(low, high, low_open, high_open)}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be a finite number {_interval(low, high, low_open, high_open)}".rstrip()
+                         + f", got {value!r}")
     return v
 
 
@@ -78,4 +80,6 @@ def dropout_rate(name: str, value: Any) -> float:
 
 def seed(value: Any, name: str = "seed") -> int:
     """A random seed: a non-negative int."""
-    return integer(name, value, low=0)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)

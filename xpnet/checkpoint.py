@@ -36,10 +36,11 @@ from typing import Any
 import backends as _backends
 
 from . import optim as _optim
+from ._version import __version__
 from .io.atomic import atomic_write
 from .io.npzfile import CheckpointError, json_default, read_npz, write_npz
 from .nn import Dense, Network, Sequential, network_from_config, walk
-from .nn.layout import Layout
+from .nn.network import legacy_counters
 from .nn.mlp import mlp_layers
 
 __all__ = ["save", "load", "Checkpoint", "CheckpointError", "Interrupted", "FORMAT_VERSION", "as_checkpoint"]
@@ -95,8 +96,6 @@ def save(path: Any, model: Network, optimizer: _optim.Optimizer | None = None, h
     best_params = loop.pop("best_params", None)
     if best_params is not None:
         arrays["best_params"] = to_np(best_params)
-    from . import __version__
-
     best = loop.get("best", math.inf)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
@@ -135,8 +134,6 @@ def load(path: Any) -> "Checkpoint":
         raise CheckpointError(path, "is not an xpnet checkpoint (an .npz with a foreign __meta__)")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        from . import __version__
-
         raise CheckpointError(path, f"was written by xpnet {meta.get('xpnet_version')} in checkpoint format "
                                     f"{version}; this xpnet ({__version__}) reads formats up to {FORMAT_VERSION}: "
                                     f"upgrade xpnet")
@@ -203,19 +200,16 @@ class Checkpoint:
             raise self._error(f"its model config cannot be built: {exc}") from None
 
     def _check_architecture(self, model: Network) -> None:
-        saved = [(d["name"], tuple(d["shape"])) for d in self.meta.get("layout") or [] if d.get("kind") == "param"]
-        if not saved:  # format 1: an MLP's sizes and structure
-            saved = [(n, s) for n, s in _legacy_layout(self.meta["model"])]
-        mine = [(e.name, e.shape) for e in model.layout.params]
-        cfg = self.meta["model"]
-        problems = [] if saved == mine else ["parameters differ"]
-        if len(self.meta.get("dropout_counters") or []) != len(model.dropout_layers):
-            problems.append("Dropout layers differ")
+        cfg, mine = self.meta["model"], model.config()
+        if "sizes" in cfg and "sizes" in mine:  # two MLPs: name the arguments that differ
+            keys = ["sizes", "activation", "dropout", "batchnorm", "residual"]
+            problems = [f"{k} {cfg.get(k)!r} vs {mine.get(k)!r}" for k in keys if cfg.get(k) != mine.get(k)]
+        else:
+            problems = [] if _layer_configs(cfg) == _layer_configs(mine) else ["the layers differ"]
         if not model.output_auto and cfg.get("output") != model.output:
             problems.append(f"output {cfg.get('output')!r} vs {model.output!r}")
         if problems:
-            mine_desc = describe_model(model.config())
-            raise self._error(f"was saved from {describe_model(cfg)} but the model is {mine_desc} "
+            raise self._error(f"was saved from {describe_model(cfg)} but the model is {describe_model(mine)} "
                               f"({'; '.join(problems)})")
 
     def _flat_params(self, model: Network) -> Any:
@@ -271,7 +265,8 @@ class Checkpoint:
                                   f"{model.layout.n_buffers} buffer values")
             model.buffers[...] = model.xp.astype(model.backend.asarray(buf), model.dtype)
         try:
-            model.counters = self.meta.get("dropout_counters") or [0] * len(model.dropout_layers)
+            saved = self.meta.get("dropout_counters") or [0] * len(model.dropout_layers)
+            model.counters = legacy_counters(model.dropout_layers, saved) if self.format_version == 1 else saved
         except ValueError as exc:
             raise self._error(f"does not fit the model: {exc}") from None
         return model, self._restore_optimizer(model, optimizer)
@@ -323,12 +318,21 @@ class Checkpoint:
         return optimizer
 
 
-def _legacy_layout(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
-    """Parameter names and shapes of a format-1 MLP, from the MLP builder's layer list (no allocation)."""
+def _structure(obj: Any) -> Any:
+    """A layer config without what does not shape the network (initializers)."""
+    if isinstance(obj, dict):
+        return {k: _structure(v) for k, v in obj.items() if k != "init"}
+    return [_structure(v) for v in obj] if isinstance(obj, list) else obj
+
+
+def _layer_configs(cfg: dict) -> list:
+    """The layer list of a network config (an MLP's built by the MLP builder, without allocating)."""
+    if "sizes" not in cfg:
+        return _structure(cfg.get("layers") or [])
     try:
         root = Sequential(mlp_layers(cfg["sizes"], cfg.get("activation", "relu"), cfg.get("dropout", 0.0),
-                                     cfg.get("init")))
+                                     cfg.get("init"), cfg.get("batchnorm", False), cfg.get("residual", False)))
     except (KeyError, TypeError, ValueError):
         return []
-    root.build(root.layers[0].n_in)
-    return [(e.name, e.shape) for e in Layout(root).params]
+    root.build(cfg["sizes"][0])
+    return _structure([layer.config() for layer in root.layers])

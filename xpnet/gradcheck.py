@@ -24,16 +24,15 @@ from __future__ import annotations
 import math
 import random as _pyrandom
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 
-import backends as _backends
 
 from . import random as xrandom
 from ._xp import Array, device, fetch, namespace
-from .nn import LAYERS, Activation, Dense, LeakyReLU, Objective, ReLU, bind_tree, layer_from_config, walk
+from .nn import LAYERS, Dense, LeakyReLU, Objective, ReLU, bind_tree, layer_from_config, walk
 from .nn._context import Context
-from .nn.network import Network, network_from_config
+from .nn import Network, network_from_config
 
 __all__ = ["gradcheck", "check_layer", "GradcheckReport", "CheckRow", "FULL_CHECK_LIMIT"]
 

@@ -9,7 +9,7 @@ The layer contract is in :mod:`xpnet.nn.layer`; where parameters live, in :mod:`
 from .activations import (ACTIVATIONS, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh,
                           make_activation, sigmoid)
 from .batchnorm import BatchNorm1d
-from .binding import Bound, bind_tree
+from .binding import Bound, bind_tree, standalone
 from .containers import Residual, Sequential
 from .dense import Dense
 from .dropout import Dropout
@@ -24,4 +24,4 @@ __all__ = ["Layer", "Param", "Buffer", "register", "layer_from_config", "LAYERS"
            "BatchNorm1d", "Residual", "Sequential", "Activation", "Identity", "ReLU", "LeakyReLU", "Sigmoid",
            "Tanh", "GELU", "Softmax", "ACTIVATIONS", "make_activation", "sigmoid", "Network", "MLP",
            "network_from_config", "Layout", "Entry", "walk", "Objective", "LOSSES", "get_loss", "bind_tree",
-           "Bound"]
+           "Bound", "standalone"]

@@ -9,7 +9,7 @@ from ._context import Context
 from .init import initial_value
 from .layout import Layout, walk
 
-__all__ = ["Bound", "bind_tree"]
+__all__ = ["Bound", "bind_tree", "standalone"]
 
 Array = Any
 
@@ -54,3 +54,16 @@ def bind_tree(root: Any, ctx: Context) -> Bound:
                    {a: e.view(buffers, xp) for a, e in bufs.items()})
     root.set_need_dx(False)  # nothing trainable comes before the root's input
     return Bound(layout, params, grads, buffers, streams)
+
+
+def standalone(layer: Any, n_in: int, backend: Any = "numpy", dtype: str = "float32", seed: int = 0) -> Bound:
+    """Build ``layer`` (any layer or container) for ``n_in`` input features and bind it to fresh flat
+    arrays of its own on ``backend``, initialized as a network would (dx is returned by its backward).
+    For exploring or testing one layer: ``b = standalone(Dense(3, 4), 3); y, c = layer.forward(x)``."""
+    import backends as _backends
+
+    be = _backends.get(backend)
+    layer.build(n_in)
+    bound = bind_tree(layer, Context(be.xp, be.device, be.dtype(dtype), seed))
+    layer.set_need_dx(True)
+    return bound

@@ -47,7 +47,7 @@ def as_input(net: Any, X: Any, name: str = "X") -> Array:
     if net.n_inputs is None:
         net.build(int(X.shape[1]))
     if X.shape[1] != net.n_inputs:
-        raise ValueError(f"{name} has {X.shape[1]} features but the network expects {net.n_inputs}")
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {net.n_inputs}")
     return X if X.dtype == net.dtype else net.xp.astype(X, net.dtype)
 
 
@@ -73,12 +73,12 @@ def targets(net: Any, y: Any, name: str = "y") -> Array:
             raise ValueError(f"{name} must hold integer class labels 0..{k - 1}, got dtype {Y.dtype}")
         labels = xp.astype(Y, xp.int64)
         if Y.shape[0] and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= k):
-            raise ValueError(f"{name} has labels outside [0, {k - 1}] (the network has {k} output units)")
+            raise ValueError(f"{name} has labels outside [0, {k - 1}] (the model has {k} output units)")
         return one_hot(xp, labels, k, net.dtype)
     if Y.ndim != 2 or Y.shape[1] != k:
         hint = (f" (regression targets need one column per output unit; class labels must be integers "
                 f"0..{k - 1})" if output == "identity" and len(given) == 1 else "")
-        raise ValueError(f"{name} has shape {given} but the network has {k} output unit(s): expected "
+        raise ValueError(f"{name} has shape {given} but the model has {k} output unit(s): expected "
                          f"{'(n,) or (n, 1)' if k == 1 else f'(n, {k})'}{hint}")
     Y = Y if Y.dtype == net.dtype else xp.astype(Y, net.dtype)
     if output == "sigmoid" and Y.shape[0] and not bool(xp.all((Y == 0.0) | (Y == 1.0))):

@@ -5,13 +5,15 @@ import numbers
 from typing import Any, Sequence
 
 from .. import _validate as check
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, make_activation
+from .batchnorm import BatchNorm1d
+from .containers import Residual
 from .dense import Dense
 from .dropout import Dropout
 from .init import canonical
 from .network import Network
 
-__all__ = ["MLP", "mlp_layers"]
+__all__ = ["MLP", "mlp_layers", "dropout_rates"]
 
 
 def _check_sizes(sizes: Any) -> list[int]:
@@ -26,7 +28,8 @@ def _check_sizes(sizes: Any) -> list[int]:
     return out
 
 
-def _rates(dropout: Any, n_hidden: int) -> list[float]:
+def dropoutdropout_rates(dropout: Any, n_hidden: int) -> list[float]:
+    """One dropout rate per hidden layer from a rate or a list of rates (ValueError if unusable)."""
     rates = [dropout] * n_hidden if isinstance(dropout, numbers.Real) else dropout
     try:
         rates = [check.dropout_rate("dropout", r) for r in rates]
@@ -38,21 +41,35 @@ def _rates(dropout: Any, n_hidden: int) -> list[float]:
     return rates
 
 
-def mlp_layers(sizes: Sequence[int], activation: str = "relu", dropout: Any = 0.0,
-               init: str | None = None) -> list:
+def _default_init(init: str | None, activation: str) -> str:
+    return canonical(init or ("he_normal" if activation in ("relu", "leaky_relu", "gelu") else "glorot_normal"))
+
+
+def mlp_layers(sizes: Sequence[int], activation: str = "relu", dropout: Any = 0.0, init: str | None = None,
+               batchnorm: bool = False, residual: bool = False) -> list:
     """``[Dense(s0, s1, act), Dropout(p), …, Dense(s_{L-1}, s_L)]``: a Dropout after every hidden
-    layer when any rate is > 0 (p = 0 is the identity), so the k-th Dropout follows hidden layer k."""
+    layer when any rate is > 0 (p = 0 is the identity), so the k-th Dropout follows hidden layer k.
+
+    ``batchnorm``: each hidden layer is Dense, BatchNorm1d, activation. ``residual``: each hidden
+    layer whose input and output widths match becomes a block y = x + layer(x)."""
     sizes = _check_sizes(sizes)
     if not isinstance(activation, str) or activation not in ACTIVATIONS or activation == "softmax":
         names = sorted(set(ACTIVATIONS) - {"softmax"})
         raise ValueError(f"unknown activation {activation!r}: use one of {names}")
-    rates = _rates(dropout, len(sizes) - 2)
-    init = canonical(init or ("he_normal" if activation in ("relu", "leaky_relu", "gelu") else "glorot_normal"))
+    rates = dropout_rates(dropout, len(sizes) - 2)
+    init = _default_init(init, activation)
     layers: list = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
-        layers.append(Dense(a, b, None if last else activation, init=init))
-        if not last and any(rates):
+        if last:
+            layers.append(Dense(a, b, init=init))
+            break
+        if batchnorm:
+            block: Any = [Dense(a, b, init=init), BatchNorm1d(b), make_activation(activation)]
+        else:
+            block = Dense(a, b, activation, init=init)
+        layers.append(Residual(block) if residual and a == b else block)
+        if any(rates):
             layers.append(Dropout(rates[i]))
     return layers
 
@@ -76,20 +93,33 @@ class MLP(Network):
 
     def __init__(self, sizes: Sequence[int], activation: str = "relu", output: str = "auto",
                  dropout: float | Sequence[float] = 0.0, init: str | None = None, seed: int = 0,
-                 backend: Any = "numpy", dtype: str = "float32"):
-        layers = mlp_layers(sizes, activation, dropout, init)
+                 backend: Any = "numpy", dtype: str = "float32", batchnorm: bool = False, residual: bool = False):
+        self.batchnorm, self.residual = check.boolean("batchnorm", batchnorm), check.boolean("residual", residual)
+        layers = mlp_layers(sizes, activation, dropout, init, self.batchnorm, self.residual)
         self.sizes = _check_sizes(sizes)
         self.activation = activation
-        self.dropout = _rates(dropout, len(self.sizes) - 2)
-        self.init = layers[0].init
+        self.dropout = dropout_rates(dropout, len(self.sizes) - 2)
+        self.init = _default_init(init, activation)
         super().__init__(layers, output=output, seed=seed, backend=backend, dtype=dtype)
+
+    @classmethod
+    def recognizes(cls, cfg: dict) -> bool:
+        return "sizes" in cfg
+
+    @classmethod
+    def from_config(cls, cfg: dict, backend: Any = "numpy", dtype: str | None = None) -> "MLP":
+        """An MLP from :meth:`config` output."""
+        known = ("sizes", "activation", "output", "dropout", "init", "seed", "dtype", "batchnorm", "residual")
+        return cls(**{k: cfg[k] for k in known if k in cfg} | ({"dtype": dtype} if dtype else {}), backend=backend)
 
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable)."""
+        extra = {k: True for k in ("batchnorm", "residual") if getattr(self, k)}
         return {"sizes": self.sizes, "activation": self.activation, "output": self.output,
-                "dropout": self.dropout, "init": self.init, "seed": self.seed, "dtype": self.dtype_name}
+                "dropout": self.dropout, "init": self.init, "seed": self.seed, "dtype": self.dtype_name, **extra}
 
     def __repr__(self) -> str:
+        extra = "".join(f", {k}=True" for k in ("batchnorm", "residual") if getattr(self, k))
         return (f"MLP({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
                 f"dropout={self.dropout}, init={self.init!r}, seed={self.seed}, "
-                f"backend={self.backend.spec!r}, dtype={self.dtype_name!r})")
+                f"backend={self.backend.spec!r}, dtype={self.dtype_name!r}{extra})")

@@ -200,7 +200,8 @@ class Network:
     def forward(self, X: Any, training: bool = False) -> Array:
         """Predictions: probabilities (sigmoid/softmax) or values (identity). Never modifies X;
         ``training=True`` applies dropout (advancing its counters) and batch statistics."""
-        return self.output_layer.forward(self.logits(X, training))[0]
+        z = self.logits(X, training)  # first: it builds a network whose input width is still open
+        return self.output_layer.forward(z)[0]
 
     __call__ = forward
 
@@ -316,14 +317,51 @@ class Network:
                     raise ValueError(f"state array {e.name!r} has shape {tuple(arr.shape)}, the network's is {e.shape}")
                 flat[e.offset:e.stop] = self.xp.reshape(self.xp.astype(arr, self.dtype), (-1,))
         if state.get("dropout_counters") is not None:
-            self.counters = state["dropout_counters"]
+            old_form = "weights" in state or "biases" in state
+            counters = list(state["dropout_counters"])
+            self.counters = legacy_counters(self.dropout_layers, counters) if old_form else counters
+
+    @classmethod
+    def recognizes(cls, cfg: dict) -> bool:
+        """Whether ``cfg`` is a config of this class (subclasses with configs of their own say so)."""
+        return isinstance(cfg.get("layers"), list)
+
+    @classmethod
+    def from_config(cls, cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> "Network":
+        """A network from ``config()`` output; ``Network.from_config`` hands a subclass's config (an
+        MLP's, with ``sizes``) to that subclass. Never unpickles."""
+        if not isinstance(cfg, dict):
+            raise ValueError(f"a network config must be a JSON object, got {type(cfg).__name__}")
+        for sub in cls.__subclasses__():
+            if sub.recognizes(cfg):
+                return sub.from_config(cfg, backend=backend, dtype=dtype)
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError("a network config needs a list 'layers'")
+        net = cls([layer_from_config(c) for c in layers], output=cfg.get("output", "auto"), seed=cfg.get("seed", 0),
+                  backend=backend, dtype=dtype or cfg.get("dtype", "float32"))
+        if net.n_inputs is None and cfg.get("n_inputs") is not None:
+            net.build(cfg["n_inputs"])
+        return net
 
     @classmethod
     def from_state_dict(cls, state: dict, backend: Any = "numpy", dtype: str | None = None) -> "Network":
-        """A new network on ``backend`` with the parameters of ``state``."""
-        net = network_from_config(state["config"], backend=backend, dtype=dtype)
+        """A new network on ``backend`` with the parameters of ``state`` (of any network class)."""
+        net = cls.from_config(state["config"], backend=backend, dtype=dtype)
         net.load_state_dict(state)
         return net
+
+
+def legacy_counters(dropout_layers: Sequence[Dropout], counters: Sequence[int]) -> list[int]:
+    """Dropout counters saved by the MLP of before the layer redesign (checkpoint format 1, old-form
+    state dicts), which had a Dropout layer only where p > 0, spread over today's Dropout layers: the
+    MLP now also keeps p = 0 ones (so the k-th Dropout follows hidden layer k); they never draw, so
+    their counter is 0. Counters of any other length are returned as they are."""
+    live = [layer.p > 0.0 for layer in dropout_layers]
+    if len(counters) == len(live) or len(counters) != sum(live):
+        return list(counters)
+    it = iter(counters)
+    return [next(it) if on else 0 for on in live]
 
 
 def _input_width(layer: Layer) -> int | None | type(Ellipsis):
@@ -344,20 +382,5 @@ def _input_width(layer: Layer) -> int | None | type(Ellipsis):
 
 
 def network_from_config(cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> Network:
-    """A Network (or MLP) from :meth:`Network.config` / ``MLP.config`` output; never unpickles."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"a network config must be a JSON object, got {type(cfg).__name__}")
-    cfg = dict(cfg, **({"dtype": dtype} if dtype else {}))
-    if "sizes" in cfg:  # an MLP
-        from .mlp import MLP
-
-        known = ("sizes", "activation", "output", "dropout", "init", "seed", "dtype")
-        return MLP(**{k: cfg[k] for k in known if k in cfg}, backend=backend)
-    layers = cfg.get("layers")
-    if not isinstance(layers, list):
-        raise ValueError("a network config needs a list 'layers' (or 'sizes' for an MLP)")
-    net = Network([layer_from_config(c) for c in layers], output=cfg.get("output", "auto"),
-                  seed=cfg.get("seed", 0), backend=backend, dtype=cfg.get("dtype", "float32"))
-    if net.n_inputs is None and cfg.get("n_inputs") is not None:
-        net.build(cfg["n_inputs"])
-    return net
+    """A Network (or an MLP, for a config with ``sizes``) from ``config()`` output; never unpickles."""
+    return Network.from_config(cfg, backend=backend, dtype=dtype)

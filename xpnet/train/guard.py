@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from .._xp import fetch
+from ..nn import walk
 from .callbacks import Callback
 from .history import TrainingStopped
 
@@ -34,21 +35,27 @@ class NonFiniteGuard(Callback):
         step_loss = self.trainer.epoch_step_loss
         if self.trainer.fetched["finite"] and all(math.isfinite(v) for v in step_loss):
             return
-        raise TrainingStopped(nonfinite_report(self.model, self.optimizer, step_loss, epoch, self.snapshot),
-                              self.history)
+        report = nonfinite_report(self.model, self.optimizer, step_loss, epoch, self.snapshot)
+        if report is not None:
+            raise TrainingStopped(report, self.history)
 
 
-def nonfinite_report(model: Any, optimizer: Any, step_loss: list[float], epoch: int, snapshot: Any) -> str:
-    """Why training must stop (one line), naming arrays by their layout names; restores the parameters
-    to ``snapshot`` (their copy at the epoch's start) when that copy is finite."""
+def nonfinite_report(model: Any, optimizer: Any, step_loss: list[float], epoch: int,
+                     snapshot: Any) -> str | None:
+    """None if the step losses, parameters, gradients and optimizer state are finite; else why training
+    must stop (one line), naming the arrays by layer (paths of the layout). The parameters are
+    restored to ``snapshot`` (their copy at the epoch's start) when that copy is finite."""
     xp = model.xp
-    named = [(e, "param", e.view(model.params, xp)) for e in model.layout.params]
-    named += [(e, "gradient", e.view(model.grads, xp)) for e in model.layout.params]
-    named += [(e, f"optimizer {k}", e.view(state, xp)) for k, state in sorted(optimizer.state.items())
+    walked = dict(walk(model.root))
+    named = [(e, e.attr, e.view(model.params, xp)) for e in model.layout.params]
+    named += [(e, f"d{e.attr}", e.view(model.grads, xp)) for e in model.layout.params]
+    named += [(e, f"{k}[{e.attr}]", e.view(state, xp)) for k, state in sorted(optimizer.state.items())
               for e in model.layout.params]
     flags = [xp.all(xp.isfinite(a)) for _, _, a in named] + [xp.all(xp.isfinite(snapshot))]
     ok = [v != 0.0 for v in fetch(xp, [xp.stack(flags)], xp.float64)[0]]  # one transfer
     losses_ok = all(math.isfinite(v) for v in step_loss)
+    if losses_ok and all(ok[:-1]):
+        return None
     if losses_ok:
         step = len(step_loss) - 1
         what = f"the parameters, gradients or optimizer state became non-finite in the update of step {step}"
@@ -57,11 +64,12 @@ def nonfinite_report(model: Any, optimizer: Any, step_loss: list[float], epoch: 
         what = f"the training loss became {step_loss[step]} at step {step}"
     msg = f"{what} of epoch {epoch} (global step {epoch * len(step_loss) + step})"
     bad: dict[str, list[str]] = {}
-    for (e, kind, _), fine in zip(named, ok):
+    for (e, what_, _), fine in zip(named, ok):
         if not fine:
-            bad.setdefault(kind, []).append(e.name)
+            bad.setdefault(e.layer, []).append(what_)
     if bad:
-        msg += "; non-finite values in " + "; ".join(f"{kind} {', '.join(names)}" for kind, names in bad.items())
+        msg += "; non-finite values in " + "; ".join(f"layer {path} ({walked[path]!r}): {', '.join(names)}"
+                                                     for path, names in bad.items())
     if ok[-1]:
         model.set_params(snapshot)
         msg += (f". The parameters were restored to their values at the start of epoch {epoch} (the last "

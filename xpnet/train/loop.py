@@ -98,7 +98,7 @@ class Trainer:
         """Train on device arrays (X, Y) for epochs ``first_epoch .. epochs-1``; returns the history.
 
         ``partial``: the record of an epoch interrupted mid-way (its steps are skipped)."""
-        model, opt, objective, xp = self.model, self.optimizer, self.objective, self.model.xp
+        model, opt, objective = self.model, self.optimizer, self.objective
         history = History() if history is None else history
         n, bs = X.shape[0], self.batch_size
         steps = math.ceil(n / bs)
@@ -123,7 +123,7 @@ class Trainer:
                     hits.append(objective.hits(z, yb))
                 if self.signals is not None and self.signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
                     self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
-            self.last_batch = (xb, yb)
+            self.last_batch, self.step_losses = (xb, yb), losses  # for callbacks' device_values
             logs = self._end_epoch(epoch, history, done, losses, hits, t0, n, steps, Y)
             stop = cbs.on_epoch_end(epoch, logs)
             final = stop or epoch + 1 == epochs

@@ -1,0 +1,96 @@
+"""scikit-learn's MLP objective (with sample weights, L2 and its SGD rule) on xpnet's training loop.
+
+Objective (identical to scikit-learn's). For a mini-batch with rows i, targets y_i, sample
+weights w_i (all 1 without ``sample_weight``) and S = Σ_i w_i (the batch size without
+weights), the logits z_i are scored by
+
+* softmax (multiclass):  L = (1/S) Σ_i w_i [logsumexp(z_i) - y_i·z_i]
+* logistic (binary, multilabel; k output units):
+  L = (1/S) Σ_i w_i Σ_j [softplus(z_ij) - y_ij z_ij]  (summed over the k labels, as
+  scikit-learn's ``binary_log_loss``; xpnet's ``bce`` would average over them)
+* identity (regression, k outputs): L = (1/(2kS)) Σ_i w_i ||z_i - y_i||²
+
+and the gradient fed to backprop is, in all three cases, ∂L/∂z_i = w_i (p_i - y_i) / S with
+p_i = softmax(z_i), σ(z_i) or z_i. (For regression with k > 1 outputs this is what
+scikit-learn uses too: its reported loss averages over the outputs, its gradient does not.)
+The weights travel as an extra last column of Y, so the training loop shuffles and slices
+them with the targets.
+
+L2 (``alpha``). scikit-learn adds (alpha/2)·||W||²/S to every batch loss (W: all weights, no
+biases), gradient alpha·W/S. The training loop adds (λ/2)·ΣW² with λ = ``l2(rows)`` evaluated
+after the objective, so :meth:`SklearnLoss.l2` gives λ = alpha/rows, or alpha/S (0 for a batch
+of zero weights) from the batch just scored, on the device.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..optim import Optimizer
+
+__all__ = ["SklearnLoss", "SklearnSGD"]
+
+Array = Any
+
+
+class SklearnLoss:
+    """``loss(z, Y) -> (L, ∂L/∂z)`` for ``kind`` "softmax", "sigmoid" or "identity" with k outputs;
+    with ``weighted``, Y's last column holds the sample weights (see the module docstring)."""
+
+    def __init__(self, xp: Any, kind: str, k: int, weighted: bool, alpha: float):
+        self.xp, self.kind, self.k, self.weighted, self.alpha = xp, kind, k, weighted, alpha
+        self.weight_sum: Array = None  # S of the last batch scored (weighted)
+
+    def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
+        xp, k = self.xp, self.k
+        if self.weighted:
+            w, Y = Y[:, k:], Y[:, :k]
+            s = self.weight_sum = xp.sum(w)
+            scale = w / xp.where(s > 0.0, s, 1.0)  # a batch of zero weights contributes nothing
+        else:
+            scale = 1.0 / float(z.shape[0])
+        if self.kind == "softmax":
+            sh = z - xp.max(z, axis=1, keepdims=True)
+            es = xp.exp(sh)
+            total = xp.sum(es, axis=1, keepdims=True)
+            per_row = xp.log(total) - xp.sum(Y * sh, axis=1, keepdims=True)
+            p = es / total
+        elif self.kind == "sigmoid":
+            e = xp.exp(-xp.abs(z))
+            per_row = xp.sum(xp.maximum(z, 0.0) - z * Y + xp.log1p(e), axis=1, keepdims=True)
+            r = 1.0 / (1.0 + e)
+            p = xp.where(z >= 0.0, r, e * r)
+        else:
+            d = z - Y
+            per_row = xp.sum(d * d, axis=1, keepdims=True) * (0.5 / k)
+            p = z
+        return xp.sum(per_row * scale), (p - Y) * scale
+
+    def l2(self, rows: int) -> Array | float:
+        """λ of the batch just scored: alpha / S (alpha / rows without weights)."""
+        if self.weighted:
+            s = self.weight_sum
+            return self.alpha / self.xp.where(s > 0.0, s, math.inf)
+        return self.alpha / rows
+
+
+class SklearnSGD(Optimizer):
+    """scikit-learn's SGD: v ← momentum·v - lr·g; p ← p + v, or with Nesterov's momentum
+    p ← p + momentum·v - lr·g (v the updated velocity). Without momentum: p ← p - lr·g.
+    (torch's rule, :class:`xpnet.SGD`, scales the velocity by the current lr instead.)"""
+
+    def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = True):
+        super().__init__(lr)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _update(self, p: Array, g: Array) -> None:
+        if self.momentum == 0.0:
+            p -= self.lr * g
+            return
+        v = self._buffer("velocity", p)
+        v *= self.momentum
+        v -= self.lr * g
+        if self.nesterov:
+            p += self.momentum * v - self.lr * g
+        else:
+            p += v
