@@ -28,7 +28,7 @@ def _check_sizes(sizes: Any) -> list[int]:
     return out
 
 
-def dropoutdropout_rates(dropout: Any, n_hidden: int) -> list[float]:
+def dropout_rates(dropout: Any, n_hidden: int) -> list[float]:
     """One dropout rate per hidden layer from a rate or a list of rates (ValueError if unusable)."""
     rates = [dropout] * n_hidden if isinstance(dropout, numbers.Real) else dropout
     try:
