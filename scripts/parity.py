@@ -27,30 +27,39 @@ for _p in (ROOT, HERE):
 
 import numpy as np  # noqa: E402
 
-import _common as C  # noqa: E402
 import backends  # noqa: E402
 import xpnet  # noqa: E402
+from _cli.args import ArgumentParser, CLIError, explicit_args, positive_float, run_cli, script_entry  # noqa: E402
+from _cli.data import add_data_args, dataset_label  # noqa: E402
+from _cli.model import add_model_args, build_model, check_model_args, describe  # noqa: E402
+from _cli.plots import pyplot, save_figure  # noqa: E402
+from _cli.prepare import Prepared, prepare_from_args  # noqa: E402
+from _cli.report import fmt, hp  # noqa: E402
+from _cli.runfolder import default_out_dir, make_out_dir  # noqa: E402
+from _cli.training import Progress, add_training_args, check_training_args, fit_kwargs, steps_per_epoch  # noqa: E402
+from xpnet.io.atomic import write_json  # noqa: E402
 
 DEFAULT_TOL = {"float32": 1e-4, "float64": 1e-9}
 MASK_COUNTERS = (0, 1, 2, 1000)
 EXAMPLES = """examples:
   python scripts/parity.py --backends numpy,strict:device1,torch:cpu --epochs 20
   python scripts/parity.py --backends numpy,cupy,torch:cuda --dtype float64 --dataset digits
+  python scripts/parity.py --backends numpy,torch:cpu --hidden 64,64 --batchnorm --residual
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = C.ArgumentParser(prog="parity.py", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="parity.py", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("comparison")
     g.add_argument("--backends", default="numpy,strict", metavar="SPECS",
                    help="comma-separated backend specs, the first is the reference (default numpy,strict); "
                         "e.g. numpy,cupy or numpy,strict:device1,torch:cpu,torch:cuda")
-    g.add_argument("--tol", type=C.positive_float,
+    g.add_argument("--tol", type=positive_float,
                    help="largest relative deviation allowed (default 1e-4 for float32, 1e-9 for float64)")
-    C.add_data_args(p)
-    C.add_model_args(p)
-    C.add_training_args(p)
+    add_data_args(p)
+    add_model_args(p)
+    add_training_args(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output directory (default runs/parity-<dataset>-<timestamp>/)")
     o.add_argument("--quiet", action="store_true", help="no progress bars (the table is still printed)")
@@ -59,32 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run parity.py with ``argv`` (default sys.argv[1:]); returns the exit status."""
-    return C.run_cli(_main, argv)
+    return run_cli(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     specs = [s.strip() for s in args.backends.split(",") if s.strip()]
     if len(specs) < 2:
-        raise C.CLIError(f"--backends needs at least two backends separated by commas "
-                         f"(e.g. numpy,strict), got {args.backends!r}")
-    C.check_training_args(args)
+        raise CLIError(f"--backends needs at least two backends separated by commas "
+                       f"(e.g. numpy,strict), got {args.backends!r}")
+    check_training_args(args)
+    check_model_args(args, explicit_args(parser, argv))
     bes = [backends.get(s) for s in specs]
     seen = [b.spec for b in bes]
     if len(set(seen)) != len(seen):
-        raise C.CLIError(f"--backends names the same backend twice: {', '.join(seen)}")
-    prep = C.prepare_from_args(args)
-    models = [C.build_model(args, prep, be) for be in bes]  # bad model settings fail before any training
+        raise CLIError(f"--backends names the same backend twice: {', '.join(seen)}")
+    prep = prepare_from_args(args)
+    models = [build_model(args, prep, be) for be in bes]  # bad model settings fail before any training
     tol = args.tol if args.tol is not None else DEFAULT_TOL[args.dtype]
-    args.out = C.make_out_dir(args.out or C.default_out_dir(f"parity-{C.dataset_label(args.dataset)}"))
+    args.out = make_out_dir(args.out or default_out_dir(f"parity-{dataset_label(args.dataset)}"))
 
     runs = []
     for be, model in zip(bes, models):
         run = {"backend": be, "init": be.to_numpy(model.params).copy(), "masks": _masks(model, args, prep)}
-        progress = C.Progress(enabled=not args.quiet, desc=be.spec)
+        progress = Progress(enabled=not args.quiet, desc=be.spec)
         t0 = time.perf_counter()
         try:
-            h = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress], **C.fit_kwargs(args, prep))
+            h = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress], **fit_kwargs(args, prep))
         except xpnet.TrainingStopped as exc:
             progress.close()
             print(f"error: training stopped on {be.spec}: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -96,7 +107,7 @@ def _main(argv: list[str] | None) -> int:
 
     rows = _compare(runs, tol)
     passed = all(r["pass"] for r in rows)
-    steps = C.steps_per_epoch(args, prep)
+    steps = steps_per_epoch(args, prep)
     report = {
         "script": "parity.py", "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "settings": vars(args), "dtype": args.dtype, "tolerance": tol, "tolerance_is_default": args.tol is None,
@@ -110,20 +121,20 @@ def _main(argv: list[str] | None) -> int:
         "environment": {"versions": {b.spec: b.versions() for b in bes} | {"xpnet": xpnet.__version__},
                         "command": [sys.executable] + sys.argv},
     }
-    C.write_json(os.path.join(args.out, "parity.json"), report)
+    write_json(os.path.join(args.out, "parity.json"), report)
     _plot(rows, tol, args, os.path.join(args.out, "parity.png"))
-    print(_table(rows, tol, args, prep, steps, passed))
+    print(_table(rows, tol, args, models[0], steps, passed))
     return 0 if passed else 1
 
 
-def _masks(model: xpnet.MLP, args: argparse.Namespace, prep: C.Prepared) -> list[np.ndarray]:
-    """The scaled dropout masks of every dropout layer at a few counters (batch-sized)."""
+def _masks(model: xpnet.Network, args: argparse.Namespace, prep: Prepared) -> list[np.ndarray]:
+    """The scaled dropout masks of every Dropout layer at a few counters (batch-sized; the width is that
+    of the last Dense layer before it, depth-first)."""
     rows = min(args.batch_size, prep.sizes["train"])
-    out, width = [], None
-    for layer in model.layers:
-        if isinstance(layer, xpnet.layers.Dense):
-            width = int(layer.W.shape[1])
-        elif isinstance(layer, xpnet.layers.Dropout):
+    out, width = [], model.n_inputs
+    for _, layer in xpnet.nn.walk(model.root):
+        width = getattr(layer, "n_out", width)
+        if isinstance(layer, xpnet.nn.Dropout):
             out += [model.backend.to_numpy(layer.mask((rows, width), model.dtype, c)).copy() for c in MASK_COUNTERS]
     return out
 
@@ -170,7 +181,7 @@ def _sample_steps(n: int) -> list[int]:
     return sorted(s for s in picks if 1 <= s <= n)
 
 
-def _table(rows: list[dict], tol: float, args: argparse.Namespace, prep: C.Prepared, steps: int,
+def _table(rows: list[dict], tol: float, args: argparse.Namespace, model: xpnet.Network, steps: int,
            passed: bool) -> str:
     ref = rows[0]
     yes = lambda v: "n/a" if v is None else ("identical" if v else "DIFFERENT")  # noqa: E731
@@ -179,19 +190,18 @@ def _table(rows: list[dict], tol: float, args: argparse.Namespace, prep: C.Prepa
     table = [head]
     for i, r in enumerate(rows):
         if i == 0:
-            table.append([r["spec"] + " (ref)", "-", "-", "-", "-", "-", C.fmt(r["final_train_loss"]),
+            table.append([r["spec"] + " (ref)", "-", "-", "-", "-", "-", fmt(r["final_train_loss"]),
                           f"{r['seconds']:.2f}s", ""])
             continue
         table.append([r["spec"], yes(r["init_bit_identical"]), yes(r["dropout_masks_bit_identical"]),
                       _dev(r["max_rel_loss_deviation"]) + (f" ({r['max_rel_loss_step']})"
                                                            if r["max_rel_loss_deviation"] else ""),
                       _dev(r["max_abs_loss_deviation"]), _dev(r["max_rel_param_diff"]),
-                      C.fmt(r["final_train_loss"]), f"{r['seconds']:.2f}s",
+                      fmt(r["final_train_loss"]), f"{r['seconds']:.2f}s",
                       "ok" if r["pass"] else "FAIL" + ("" if r["same_number_of_steps"] else
                                                        f" ({r['steps']} steps vs {ref['steps']})")])
-    lines = [f"xpnet parity: {C.dataset_label(args.dataset)}, MLP "
-             f"{[prep.X['train'].shape[1], *args.hidden, prep.n_outputs]}, {args.dtype}, seed {args.seed}, "
-             f"{args.optimizer} lr {C.hp(args.lr)}, batch {args.batch_size}, dropout {C.hp(args.dropout)}; "
+    lines = [f"xpnet parity: {dataset_label(args.dataset)}, {describe(model)}, {args.dtype}, seed {args.seed}, "
+             f"{args.optimizer} lr {hp(args.lr)}, batch {args.batch_size}; "
              f"{ref['steps']} steps ({steps} per epoch); reference {ref['spec']}", ""]
     lines += _columns(table)
     n = ref["steps"]
@@ -219,7 +229,7 @@ def _columns(table: list[list[str]]) -> list[str]:
 
 def _plot(rows: list[dict], tol: float, args: argparse.Namespace, path: str) -> None:
     """Each step's relative loss deviation (dots; exact zeros drawn at a floor) and its running maximum."""
-    plt = C._pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     floor = float(np.finfo(args.dtype).eps) / 100
     for i, r in enumerate(rows[1:]):
@@ -236,8 +246,8 @@ def _plot(rows: list[dict], tol: float, args: argparse.Namespace, path: str) -> 
     ax.set_title(f"loss deviation from {rows[0]['spec']} ({args.dtype}); exact 0 drawn at {floor:.1e}")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    C.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
-    C.script_entry(main)
+    script_entry(main)

@@ -7,7 +7,7 @@ With no flags: the tutorials' make_moons problem (1000 samples, noise 0.2), an M
 
 Outputs (in --out, default runs/<dataset>-<backend>-<timestamp>/): config.json, history.csv,
 history.json, metrics.json, model.npz + model.json (reload with
-scripts/_common.load_run_model), split.npz (row indices of the splits), and PNG plots
+scripts/_cli/runmodel.load_run_model), split.npz (row indices of the splits), and PNG plots
 (loss.png, accuracy.png, grad_norms.png, decision_boundary.png for 2-D inputs), and
 checkpoint.npz (the whole training state, xpnet.checkpoint format).
 
@@ -47,16 +47,30 @@ for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-import _common as C  # noqa: E402
 import backends  # noqa: E402
 import numpy as np  # noqa: E402
 import xpnet  # noqa: E402
+from _cli.args import (ArgumentParser, CLIError, explicit_args, positive_int, run_cli, script_entry,  # noqa: E402
+                       signal_name)
+from _cli.data import DATASETS, add_data_args, data_fingerprint, dataset_label, load_dataset  # noqa: E402
+from _cli.model import (add_model_args, build_model, check_fits, check_model_args, dense_labels,  # noqa: E402
+                        describe)
+from _cli.plots import plot_accuracy, plot_decision_boundary, plot_grad_norms, plot_loss  # noqa: E402
+from _cli.prepare import Prepared, Standardizer, prepare, prepare_from_args  # noqa: E402
+from _cli.report import compute_metrics, fmt, history_csv, history_record, hp  # noqa: E402
+from _cli.runfolder import (copy_file, default_out_dir, environment, make_out_dir, sigint_ignored,  # noqa: E402
+                            write_npz)
+from _cli.runmodel import RunModel, save_model  # noqa: E402
+from _cli.training import Progress, add_training_args, check_training_args, fit_kwargs, steps_per_epoch  # noqa: E402
 from xpnet import checkpoint as ckpt  # noqa: E402
+from xpnet.io.atomic import write_json, write_text  # noqa: E402
 
 EXAMPLES = """examples:
   python scripts/train.py                                   # moons, numpy, 200 epochs
   python scripts/train.py --backend torch --device cuda --dataset digits --hidden 128,64
   python scripts/train.py --dataset data.csv --target label --optimizer adamw --schedule cosine --warmup 100
+  python scripts/train.py --dataset digits --hidden 128,128,128 --batchnorm --residual
+  python scripts/train.py --arch arch.json                  # the network as a JSON layer list
   python scripts/train.py --dataset iris --early-stopping --patience 20 --epochs 1000 --out runs/iris
   python scripts/train.py --epochs 1000 --checkpoint-every 50 --keep-last 3 --out runs/long
   python scripts/train.py --resume runs/long                # continue after Ctrl-C / SIGTERM
@@ -71,8 +85,8 @@ _RUN_ONLY = ("backend", "device", "quiet", "out", "resume", "checkpoint_every", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = C.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default="numpy", metavar="NAME",
                    help="array library: numpy (default), cupy, torch or strict (array-api-strict); "
@@ -80,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", metavar="DEV",
                    help="device of the backend, e.g. cpu, cuda, cuda:1 (torch) or device1 (strict); "
                         "default: the library's default device")
-    C.add_data_args(p)
-    C.add_model_args(p)
-    C.add_training_args(p)
+    add_data_args(p)
+    add_model_args(p)
+    add_training_args(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR",
                    help="output directory (default runs/<dataset>-<backend>-<timestamp>/); existing files "
@@ -90,12 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--quiet", action="store_true",
                    help="no progress bar (the final summary and errors are still printed)")
     c = p.add_argument_group("checkpoints and resuming")
-    c.add_argument("--checkpoint-every", type=C.positive_int, metavar="N",
+    c.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="also write the whole training state every N epochs (N >= 1) to checkpoint-NNNN.npz in "
                         "the output folder, NNNN = epochs completed (the state at the end or at an interruption "
                         "is written there too). Default: only checkpoint.npz, at the end and when SIGINT/SIGTERM "
                         "stops the run")
-    c.add_argument("--keep-last", type=C.positive_int, metavar="K",
+    c.add_argument("--keep-last", type=positive_int, metavar="K",
                    help="keep only the newest K (K >= 1) checkpoint-NNNN.npz files (default: all); "
                         "needs --checkpoint-every. checkpoint.npz (the final state) is always kept")
     c.add_argument("--resume", metavar="PATH",
@@ -112,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run train.py with ``argv`` (default sys.argv[1:]); returns the exit status."""
-    return C.run_cli(_main, argv)
+    return run_cli(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -120,32 +134,33 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.keep_last is not None and args.checkpoint_every is None:
-        raise C.CLIError("--keep-last needs --checkpoint-every (without it the only checkpoint is checkpoint.npz)")
+        raise CLIError("--keep-last needs --checkpoint-every (without it the only checkpoint is checkpoint.npz)")
     ck, saved = None, None
     if args.resume is not None:
         ck = _load_checkpoint(args.resume)  # CheckpointError (a ValueError): one line, exit 2
-        given = C.explicit_args(parser, argv)
+        given = explicit_args(parser, argv)
         saved = _resume_args(args, given, ck)
         if "backend" not in given and "device" not in given:  # default: where the run was saved
             args.backend = ck.meta.get("backend") or "numpy"
             try:
                 backends.get(args.backend)
             except backends.BackendUnavailable as exc:
-                raise C.CLIError(f"{exc} (the checkpoint was saved on {args.backend}: pass --backend to resume "
-                                 f"on another one, e.g. --backend numpy)") from None
+                raise CLIError(f"{exc} (the checkpoint was saved on {args.backend}: pass --backend to resume "
+                               f"on another one, e.g. --backend numpy)") from None
     else:
-        C.check_training_args(args)
+        check_training_args(args)
+        check_model_args(args, explicit_args(parser, argv))
     backend = backends.get(args.backend, args.device)
     if ck is None:
-        prep = C.prepare_from_args(args)
-        model = C.build_model(args, prep, backend)
+        prep = prepare_from_args(args)
+        model = build_model(args, prep, backend)
     else:
         prep = _prepare_resumed(args, ck, saved)
         model = _model_from_checkpoint(args, ck, prep, backend)
-    kwargs = C.fit_kwargs(args, prep)
-    steps = C.steps_per_epoch(args, prep)
-    label = f"{C.dataset_label(args.dataset)}-{backend.spec.replace(':', '-')}"
-    args.out = C.make_out_dir(args.out or C.default_out_dir(label))
+    kwargs = fit_kwargs(args, prep)
+    steps = steps_per_epoch(args, prep)
+    label = f"{dataset_label(args.dataset)}-{backend.spec.replace(':', '-')}"
+    args.out = make_out_dir(args.out or default_out_dir(label))
     out = args.out
     path = lambda name: os.path.join(out, name)  # noqa: E731
     effective_loss = args.loss if args.loss != "auto" else _DEFAULT_LOSS[model.output]
@@ -165,18 +180,18 @@ def _main(argv: list[str] | None) -> int:
                  "classes": None if prep.classes is None else prep.classes.tolist(), "splits": prep.sizes,
                  "standardization": "inputs: mean/std of the training split (model.json)"
                                     + ("; target too" if prep.target_scaler else "")},
-        "model": model.config() | {"n_params": model.n_params},
+        "model": {"layers": [layer.config() for layer in model.layers]} | model.config() | {"n_params": model.n_params},
         "optimizer": kwargs["optimizer"].config(),
         "schedule": None if kwargs["schedule"] is None else kwargs["schedule"].config(),
         "steps_per_epoch": steps, "total_steps": steps * args.epochs,
-        **C.environment(backend),
+        **environment(backend),
     }
-    C.write_json(path("config.json"), config)
-    C.write_npz(path("split.npz"), {k: v for k, v in prep.idx.items()})
+    write_json(path("config.json"), config)
+    write_npz(path("split.npz"), {k: v for k, v in prep.idx.items()})
     files = ["config.json", "split.npz"]
 
-    run = C.RunModel(model, prep.scaler, prep.task, prep.classes, prep.target_scaler)
-    progress = C.Progress(enabled=not args.quiet, desc=backend.spec, base=None if ck is None else ck.history)
+    run = RunModel(model, prep.scaler, prep.task, prep.classes, prep.target_scaler)
+    progress = Progress(enabled=not args.quiet, desc=backend.spec, base=None if ck is None else ck.history)
     # The full training state goes to checkpoint.npz at the end, and when SIGINT/SIGTERM arrives
     # (fit then finishes the step, writes it and raises ckpt.Interrupted with the history so far);
     # with --checkpoint-every to checkpoint-NNNN.npz too. ``extra`` holds what --resume needs.
@@ -185,8 +200,8 @@ def _main(argv: list[str] | None) -> int:
              "target_standardize": prep.target_scaler.to_json() if prep.target_scaler else None,
              "settings": {k: v for k, v in vars(args).items() if k not in _RUN_ONLY}, "loss": effective_loss,
              "splits": prep.sizes,
-             "data": {"path": os.path.abspath(args.dataset) if args.dataset not in C.DATASETS else None,
-                      "fingerprint": C.data_fingerprint(prep.data), "n_samples": int(prep.data.X.shape[0])}}
+             "data": {"path": os.path.abspath(args.dataset) if args.dataset not in DATASETS else None,
+                      "fingerprint": data_fingerprint(prep.data), "n_samples": int(prep.data.X.shape[0])}}
     final_ck = path("checkpoint.npz")
     if args.checkpoint_every:
         template = os.path.join(out.replace("{", "{{").replace("}", "}}"), PERIODIC)
@@ -211,13 +226,13 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt as exc:  # ckpt.Interrupted, or a second signal / one outside a step
         progress.close()
         graceful = isinstance(exc, ckpt.Interrupted)
-        record = C.history_record(exc.history if graceful else progress.partial_history(), steps,
-                                  interrupted=True)
-        with C.sigint_ignored():
+        record = history_record(exc.history if graceful else progress.partial_history(), steps,
+                                interrupted=True)
+        with sigint_ignored():
             _save_history(out, record)
-            C.save_model(out, run)
+            save_model(out, run)
             if graceful:
-                C.copy_file(exc.path, final_ck)
+                copy_file(exc.path, final_ck)
                 latest = final_ck
             else:
                 latest = _latest_checkpoint(out, since=wall_start)
@@ -226,45 +241,45 @@ def _main(argv: list[str] | None) -> int:
                "; no checkpoint of this point was written (stopped outside a training step)")
         steps_done = int(getattr(exc, "step_in_epoch", 0) or 0)
         part = f" (+ {steps_done} steps of epoch {record['epochs_run'] + 1}, in the checkpoint)" if steps_done else ""
-        print(f"interrupted ({C.signal_name(signum)}) after {record['epochs_run']} of {args.epochs} epochs{part}: "
+        print(f"interrupted ({signal_name(signum)}) after {record['epochs_run']} of {args.epochs} epochs{part}: "
               f"saved config.json, history.csv, history.json, the model and the training state at that point to "
               f"{out}{how}", file=sys.stderr)
         return 128 + signum
     except xpnet.TrainingStopped as exc:
         progress.close()
-        _save_history(out, C.history_record(exc.history, steps))
+        _save_history(out, history_record(exc.history, steps))
         print(f"error: training stopped: {' '.join(str(exc).split())} (config and history saved to {out})",
               file=sys.stderr)
         return 1
     fit_seconds = time.perf_counter() - t_fit
 
     if ck is not None and saved["complete"]:  # fit trained nothing and wrote no checkpoint
-        C.copy_file(ck.path, final_ck)
+        copy_file(ck.path, final_ck)
     elif template is not None:  # fit's last save went to checkpoint-NNNN.npz
-        C.copy_file(template.format(epoch=history["epoch"][-1] + 1), final_ck)
-    record = C.history_record(history, steps)
+        copy_file(template.format(epoch=history["epoch"][-1] + 1), final_ck)
+    record = history_record(history, steps)
     files += _save_history(out, record)
-    files += C.save_model(out, run) + ["checkpoint.npz"]
+    files += save_model(out, run) + ["checkpoint.npz"]
     if template is not None:
         files += sorted(f for f in os.listdir(out) if _PERIODIC_RE.match(f))
     test = prep.idx["test"]
-    metrics = C.compute_metrics(run, prep.data.X[test], prep.data.y[test])
+    metrics = compute_metrics(run, prep.data.X[test], prep.data.y[test])
     metrics = {"split": "test", **metrics, "epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"],
                "train_seconds": fit_seconds, "resumed_from": resumed}
-    C.write_json(path("metrics.json"), metrics)
+    write_json(path("metrics.json"), metrics)
     files.append("metrics.json")
 
-    title = f"{C.dataset_label(args.dataset)} on {backend.spec}"
-    C.plot_loss(record, path("loss.png"), f"loss: {title}")
+    title = f"{dataset_label(args.dataset)} on {backend.spec}"
+    plot_loss(record, path("loss.png"), f"loss: {title}")
     files.append("loss.png")
     if prep.task != "regression":
-        C.plot_accuracy(record, path("accuracy.png"), f"accuracy: {title}")
+        plot_accuracy(record, path("accuracy.png"), f"accuracy: {title}")
         files.append("accuracy.png")
-    C.plot_grad_norms(record, model.sizes, path("grad_norms.png"), f"weight-gradient norms: {title}")
+    plot_grad_norms(record, dense_labels(model), path("grad_norms.png"), f"weight-gradient norms: {title}")
     files.append("grad_norms.png")
     if prep.task != "regression" and prep.data.X.shape[1] == 2:
-        C.plot_decision_boundary(run, prep.data.X, prep.data.X[test], prep.data.y[test],
-                                 path("decision_boundary.png"), feature_names=prep.data.feature_names)
+        plot_decision_boundary(run, prep.data.X, prep.data.X[test], prep.data.y[test],
+                               path("decision_boundary.png"), feature_names=prep.data.feature_names)
         files.append("decision_boundary.png")
 
     print(_summary(args, backend, prep, model, config, record, metrics, fit_seconds,
@@ -282,11 +297,13 @@ def _load_checkpoint(spec: str) -> ckpt.Checkpoint:
             periodic = sorted((int(m.group(1)), f) for f in os.listdir(spec) if (m := _PERIODIC_RE.match(f)))
             hint = (f"; its newest checkpoint is {periodic[-1][1]}: pass --resume {os.path.join(spec, periodic[-1][1])}"
                     if periodic else " (is it a train.py run folder?)")
-            raise C.CLIError(f"--resume {spec}: the folder holds no checkpoint.npz{hint}")
+            raise CLIError(f"--resume {spec}: the folder holds no checkpoint.npz{hint}")
     return ckpt.load(target)
 
 
 def _show(v) -> str:
+    if v is None:
+        return "none"
     if isinstance(v, bool):
         return "on" if v else "off"
     if isinstance(v, list):
@@ -316,18 +333,20 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
     extra = ck.extra if isinstance(ck.extra, dict) else {}
     settings = _run_settings(ck)
     if settings is None or not isinstance(extra.get("standardize"), dict):
-        raise C.CLIError(f"checkpoint {ck.path!r}: was not written by scripts/train.py (it holds no dataset "
-                         f"settings or input standardization); continue it in Python with "
-                         f"xpnet.fit(..., resume=path)")
+        raise CLIError(f"checkpoint {ck.path!r}: was not written by scripts/train.py (it holds no dataset "
+                       f"settings or input standardization); continue it in Python with "
+                       f"xpnet.fit(..., resume=path)")
     cfg = ck.model_config
-    fixed = dict(settings)
-    fixed.update(hidden=list(cfg["sizes"][1:-1]), activation=cfg["activation"], dtype=cfg["dtype"])
-    drop = cfg.get("dropout")
-    if isinstance(drop, list) and drop and len(set(drop)) == 1:
-        fixed["dropout"] = drop[0]
+    fixed = {"arch": None, **settings, "dtype": cfg["dtype"]}
+    if "sizes" in cfg:  # an MLP (also in checkpoints of train.py before --batchnorm, --residual and --arch)
+        fixed.update(hidden=list(cfg["sizes"][1:-1]), activation=cfg["activation"],
+                     batchnorm=bool(cfg.get("batchnorm")), residual=bool(cfg.get("residual")))
+        drop = cfg.get("dropout")
+        if isinstance(drop, list) and drop and len(set(drop)) == 1:
+            fixed["dropout"] = drop[0]
     conflicts = []
     if "dataset" in given and given["dataset"] != settings.get("dataset") and \
-            (given["dataset"] in C.DATASETS or settings.get("dataset") in C.DATASETS):  # moving a file is fine
+            (given["dataset"] in DATASETS or settings.get("dataset") in DATASETS):  # moving a file is fine
         conflicts.append(f"--dataset {given['dataset']} (the checkpoint has {settings.get('dataset')})")
     for k, v in given.items():
         if k in RESUME_FREE or k not in fixed:
@@ -339,9 +358,9 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
         if v != fixed[k]:
             conflicts.append(f"--{k.replace('_', '-')} {_show(v)} (the checkpoint has {_show(fixed[k])})")
     if conflicts:
-        raise C.CLIError(f"--resume {ck.path}: {'; '.join(conflicts)}: the model, data and training settings come "
-                         f"from the checkpoint; on resume only --epochs, --backend, --device, --out, --quiet, "
-                         f"--checkpoint-every, --keep-last and --dataset (the same data at another path) may change")
+        raise CLIError(f"--resume {ck.path}: {'; '.join(conflicts)}: the model, data and training settings come "
+                       f"from the checkpoint; on resume only --epochs, --backend, --device, --out, --quiet, "
+                       f"--checkpoint-every, --keep-last and --dataset (the same data at another path) may change")
     for k, v in fixed.items():
         if k not in RESUME_FREE and hasattr(args, k):
             setattr(args, k, v)
@@ -352,16 +371,16 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
     partial = ck.meta.get("partial") is not None
     if not stopped and args.epochs < ck.epoch + partial:
         where = f"stopped in epoch {ck.epoch + 1}" if partial else f"has completed {ck.epoch} epochs"
-        raise C.CLIError(f"--epochs {args.epochs}: checkpoint {ck.path!r} {where}; --epochs is the total number "
-                         f"of epochs: give {ck.epoch + partial} or more")
+        raise CLIError(f"--epochs {args.epochs}: checkpoint {ck.path!r} {where}; --epochs is the total number "
+                       f"of epochs: give {ck.epoch + partial} or more")
     if "dataset" not in given:
         args.dataset = settings.get("dataset", "moons")
-    if "dataset" not in given and args.dataset not in C.DATASETS:
+    if "dataset" not in given and args.dataset not in DATASETS:
         candidates = [(extra.get("data") or {}).get("path"), args.dataset]
         found = next((c for c in candidates if c and os.path.isfile(c)), None)
         if found is None:
-            raise C.CLIError(f"--resume {ck.path}: the run's dataset file {args.dataset} is not found; "
-                             f"pass --dataset PATH (the same data)")
+            raise CLIError(f"--resume {ck.path}: the run's dataset file {args.dataset} is not found; "
+                           f"pass --dataset PATH (the same data)")
         args.dataset = found
     note = None
     if args.schedule != "constant" and args.epochs != original_epochs:
@@ -382,45 +401,37 @@ def _saved_split(ck: ckpt.Checkpoint) -> dict | None:
     return idx if all(v.dtype.kind in "iu" and v.ndim == 1 for v in idx.values()) else None
 
 
-def _prepare_resumed(args: argparse.Namespace, ck: ckpt.Checkpoint, saved: dict) -> C.Prepared:
+def _prepare_resumed(args: argparse.Namespace, ck: ckpt.Checkpoint, saved: dict) -> Prepared:
     """The checkpoint's data, split and standardization (checked against what it was trained on)."""
     extra = saved["extra"]
-    data = C.load_dataset(args.dataset, args.target, args.samples, args.noise, args.seed)
+    data = load_dataset(args.dataset, args.target, args.samples, args.noise, args.seed)
     fingerprint = (extra.get("data") or {}).get("fingerprint")
-    if fingerprint and C.data_fingerprint(data) != fingerprint:
-        raise C.CLIError(f"--resume {ck.path}: the data in {args.dataset} is not the data the checkpoint was "
-                         f"trained on (it changed since, or --dataset names other data)")
-    scaler = C.Standardizer.from_json(extra["standardize"])
+    if fingerprint and data_fingerprint(data) != fingerprint:
+        raise CLIError(f"--resume {ck.path}: the data in {args.dataset} is not the data the checkpoint was "
+                       f"trained on (it changed since, or --dataset names other data)")
+    scaler = Standardizer.from_json(extra["standardize"])
     ts = extra.get("target_standardize")
-    prep = C.prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed, idx=_saved_split(ck),
-                     scaler=scaler, target_scaler=C.Standardizer.from_json(ts) if ts else None)
-    check = C.Standardizer.fit(data.X[prep.idx["train"]])  # the same training rows give the saved statistics
+    prep = prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed, idx=_saved_split(ck),
+                   scaler=scaler, target_scaler=Standardizer.from_json(ts) if ts else None)
+    check = Standardizer.fit(data.X[prep.idx["train"]])  # the same training rows give the saved statistics
     same = check.mean.shape == scaler.mean.shape and np.allclose(check.mean, scaler.mean, rtol=1e-9, atol=1e-12) \
         and np.allclose(check.std, scaler.std, rtol=1e-9, atol=1e-12)
     if not same or (extra.get("splits") not in (None, prep.sizes)):
-        raise C.CLIError(f"--resume {ck.path}: the training split of {args.dataset} does not match the checkpoint's "
-                         f"(its sizes or standardization differ)")
+        raise CLIError(f"--resume {ck.path}: the training split of {args.dataset} does not match the checkpoint's "
+                       f"(its sizes or standardization differ)")
     classes = None if prep.classes is None else prep.classes.tolist()
     if classes != extra.get("classes", classes):
-        raise C.CLIError(f"--resume {ck.path}: the classes of the data ({classes}) are not the checkpoint's "
-                         f"({extra.get('classes')})")
+        raise CLIError(f"--resume {ck.path}: the classes of the data ({classes}) are not the checkpoint's "
+                       f"({extra.get('classes')})")
     return prep
 
 
-def _model_from_checkpoint(args: argparse.Namespace, ck: ckpt.Checkpoint, prep: C.Prepared,
-                           backend) -> xpnet.MLP:
-    """A model with the checkpoint's architecture, activation, dropout, init, seed and dtype on ``backend``
-    (fit(resume=) loads the parameters, optimizer state and counters into it)."""
-    cfg = ck.model_config
-    n_in = int(prep.X["train"].shape[1])
-    if cfg["sizes"][0] != n_in or cfg["sizes"][-1] != prep.n_outputs or cfg["output"] != prep.output:
-        raise C.CLIError(f"--resume {ck.path}: the checkpoint's model {cfg['sizes']} -> {cfg['output']} does not "
-                         f"fit the data ({n_in} features, {prep.n_outputs} {prep.output} outputs)")
-    try:
-        model = xpnet.MLP(**cfg, backend=backend)
-    except TypeError as exc:
-        raise C.CLIError(f"checkpoint {ck.path!r}: its model config cannot be built: {exc}") from None
-    model.loss_fn(None if args.loss == "auto" else args.loss)
+def _model_from_checkpoint(args: argparse.Namespace, ck: ckpt.Checkpoint, prep: Prepared,
+                           backend) -> xpnet.Network:
+    """A network of the checkpoint's architecture, seed and dtype on ``backend`` (fit(resume=) loads the
+    parameters, buffers, optimizer state and counters into it)."""
+    model = ck.build_model(backend)
+    check_fits(model, prep, args.loss, f"--resume {ck.path}: the checkpoint's model")
     return model
 
 
@@ -451,8 +462,8 @@ def _resume_command(checkpoint: str) -> str:
 
 
 def _save_history(out: str, record: dict) -> list[str]:
-    C.write_json(os.path.join(out, "history.json"), record)
-    C.write_text(os.path.join(out, "history.csv"), C.history_csv(record))
+    write_json(os.path.join(out, "history.json"), record)
+    write_text(os.path.join(out, "history.csv"), history_csv(record))
     return ["history.csv", "history.json"]
 
 
@@ -465,29 +476,28 @@ def _summary(args, backend, prep, model, config, record, metrics, fit_seconds, t
     else:
         kind = f"{prep.task}, {len(prep.classes)} classes"
     sched = args.schedule + (f" + {args.warmup}-step warm-up" if args.warmup else "")
-    extras = [f"L2 {C.hp(args.l2)}"] + ([f"clip-norm {C.hp(args.clip_norm)}"] if args.clip_norm else []) \
-        + ([f"weight decay {C.hp(config['optimizer'].get('weight_decay'))}"] if args.optimizer == "adamw" else [])
+    extras = [f"L2 {hp(args.l2)}"] + ([f"clip-norm {hp(args.clip_norm)}"] if args.clip_norm else []) \
+        + ([f"weight decay {hp(config['optimizer'].get('weight_decay'))}"] if args.optimizer == "adamw" else [])
     last = {k: pe[k][-1] for k in ("train_loss", "val_loss", "val_accuracy")}
-    final = f"epoch {pe['epoch'][-1]}: train loss {C.fmt(last['train_loss'])}, val loss {C.fmt(last['val_loss'])}"
+    final = f"epoch {pe['epoch'][-1]}: train loss {fmt(last['train_loss'])}, val loss {fmt(last['val_loss'])}"
     if last["val_accuracy"] is not None:
-        final += f", val accuracy {C.fmt(last['val_accuracy'])}"
+        final += f", val accuracy {fmt(last['val_accuracy'])}"
     if prep.task == "regression":
         final += " (losses on the standardized target)"
     if record["stopped_early"]:
         final += f" (stopped early; best epoch {record['best_epoch']} restored)"
     if prep.task == "regression":
-        test = "  ".join(f"{k} {C.fmt(metrics[k])}" for k in ("mse", "rmse", "mae", "r2"))
+        test = "  ".join(f"{k} {fmt(metrics[k])}" for k in ("mse", "rmse", "mae", "r2"))
     else:
-        test = "  ".join(f"{k} {C.fmt(metrics[k])}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc",
+        test = "  ".join(f"{k} {fmt(metrics[k])}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc",
                                                                  "log_loss"))
     n_epochs = max(1, len(pe["epoch"]) - (ck.epoch if ck is not None else 0))
     lines = [
-        f"xpnet train: {C.dataset_label(args.dataset)} on {backend.spec} ({backend.describe()})",
+        f"xpnet train: {dataset_label(args.dataset)} on {backend.spec} ({backend.describe()})",
         f"  data      {prep.data.X.shape[0]} samples x {prep.data.X.shape[1]} features, {kind}; "
         f"train {sizes['train']}, validation {sizes['val']}, test {sizes['test']}",
-        f"  model     MLP {model.sizes} {model.activation} -> {model.output}, dropout {C.hp(args.dropout)}, "
-        f"{model.n_params:,} parameters, {model.dtype_name}, seed {args.seed}",
-        f"  training  {args.optimizer} lr {C.hp(args.lr)} ({sched}), {config['settings']['loss']} loss, "
+        f"  model     {describe(model)}, {model.n_params:,} parameters, {model.dtype_name}, seed {args.seed}",
+        f"  training  {args.optimizer} lr {hp(args.lr)} ({sched}), {config['settings']['loss']} loss, "
         f"batch {args.batch_size}, {', '.join(extras)}; {len(pe['epoch'])} epochs x {record['steps_per_epoch']} steps",
         *([_resumed_line(ck, record)] if ck is not None else []),
         f"  final     {final}",
@@ -510,4 +520,4 @@ def _resumed_line(ck: ckpt.Checkpoint, record: dict) -> str:
 
 
 if __name__ == "__main__":
-    C.script_entry(main)
+    script_entry(main)

@@ -55,7 +55,7 @@ def test_deep_sigmoid_network_warns_vanishing_gradients(backend) -> None:
     stats = D.layer_stats(model, X, Y_BIN)
     assert stats[0]["grad_mean_abs"] < 1e-7 < stats[-1]["grad_mean_abs"]
     pattern = (r"^epoch 0: layer 0 \(Dense 4->16, sigmoid\): mean \|grad\| \d\.?\d*e-\d+ < 1e-07 \(vanishing "
-               r"gradients\): use ReLU/He init, fewer layers, batch normalization or a higher learning rate$")
+               r"gradients\): add batch normalization \(MLP\(\.\.\., batchnorm=True\), --batchnorm\)$")
     with pytest.warns(D.TrainingWarning) as rec:
         history = xpnet.fit(model, X, Y_BIN, epochs=3, batch_size=32, diagnostics=True)
     messages = [str(w.message) for w in rec if issubclass(w.category, D.TrainingWarning)]
@@ -71,12 +71,12 @@ def test_exploding_gradients_and_dead_units_warn(backend) -> None:
     with pytest.warns(D.TrainingWarning) as rec:
         D.check(D.layer_stats(model, X, Y_REG * 100.0))
     pattern = (r"layer 2 \(Dense 16->1, identity\): mean \|grad\| \d.*e\+\d+ > 100 \(exploding gradients\): "
-               r"lower the learning rate, clip gradients")
+               r"clip gradients \(fit\(\.\.\., clip_norm=1\.0\), --clip-norm 1\)$")
     assert any(re.match(pattern, str(w.message)) for w in rec), [str(w.message) for w in rec]
     relu = xpnet.MLP([4, 16, 1], seed=0, backend=backend)
     relu.biases[0][:12] = -100.0
     with pytest.warns(D.TrainingWarning, match=r"layer 0 \(Dense 4->16, relu\): 75% of units are dead .* "
-                                               r"> 10% \(dying ReLUs\)"):
+                                               r"> 10% \(dying ReLUs\): use activation='leaky_relu'$"):
         messages = D.check(D.layer_stats(relu, X, Y_BIN))
     assert len(messages) == 1
     healthy = xpnet.MLP([4, 16, 1], seed=0, backend=backend)
@@ -145,3 +145,20 @@ def test_optimizer_state_overflow_stops_training(backend) -> None:
     assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of "
                            "step 0 of epoch 0"), text
     assert "non-finite values in layer 0 (Dense(4, 3)): v[W]" in text, text
+
+
+def test_one_problem_and_one_fix_per_layer() -> None:
+    """Dead units, vanishing and exploding gradients in one layer: only the first applies (no advice that
+    contradicts another), and each message has one fix."""
+    base = {"layer": 0, "name": "Dense 4->16", "activation": "relu", "grad_mean_abs": 1e-9, "dead_fraction": 1.0}
+    assert D.diagnose(base)[0] == "dead"
+    assert D.diagnose(dict(base, dead_fraction=0.0))[0] == "vanishing"
+    assert D.diagnose(dict(base, dead_fraction=None, grad_mean_abs=float("nan")))[0] == "exploding"
+    assert D.diagnose(dict(base, dead_fraction=0.05, grad_mean_abs=1e-3)) is None
+    with pytest.warns(D.TrainingWarning) as rec:
+        messages = D.check([base, dict(base, layer=1, dead_fraction=0.0), dict(base, layer=2, grad_mean_abs=1e3,
+                                                                                dead_fraction=None)])
+    kinds = ["(dying ReLUs)", "(vanishing gradients)", "(exploding gradients)"]
+    assert [[k in m for k in kinds] for m in messages] == [[True, False, False], [False, True, False],
+                                                            [False, False, True]]
+    assert len(rec) == 3 and all(m.count("): ") == 2 for m in messages)  # "layer (…): problem (kind): one fix"

@@ -49,9 +49,10 @@ def _load(name: str):
     return module
 
 
-train = _load("train")
+train = _load("train")  # puts scripts/ on sys.path
 parity = _load("parity")
-common = sys.modules["_common"]
+from _cli.data import load_dataset  # noqa: E402
+from _cli.runmodel import load_run_model  # noqa: E402
 
 
 def run_script(name: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -103,6 +104,7 @@ def test_train_end_to_end(tmp_path, spec):
     assert config["backend"] == backends.get(spec).spec and config["device"] == backends.get(spec).device_name
     assert config["seed"] == 0 and config["settings"]["epochs"] == 3 and config["settings"]["lr"] == 1e-3
     assert config["model"]["sizes"] == [2, 16, 8, 1] and config["model"]["dropout"] == [0.1, 0.1]
+    assert [layer["type"] for layer in config["model"]["layers"]] == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
     assert config["optimizer"]["name"] == "Adam" and config["data"]["splits"] == {"train": 144, "val": 16, "test": 40}
     assert "numpy" in config["versions"] and "xpnet" in config["versions"]
 
@@ -121,10 +123,12 @@ def test_train_end_to_end(tmp_path, spec):
 
     # the saved model reproduces metrics.json on the test split, from the raw data
     metrics = read_json(out / "metrics.json")
-    data = common.load_dataset("moons", samples=200, seed=0)
+    data = load_dataset("moons", samples=200, seed=0)
     with np.load(out / "split.npz", allow_pickle=False) as z:
         test, tr = z["test"], z["train"]
-    run = common.load_run_model(out, spec)
+    with np.load(out / "model.npz", allow_pickle=False) as z:  # parameters by their layout names
+        assert sorted(z.files) == ["dropout_counters"] + [f"params/{i}.{p}" for i in (0, 2, 4) for p in "Wb"]
+    run = load_run_model(out, spec)
     assert run.model.sizes == [2, 16, 8, 1] and run.model.backend.spec == config["backend"]
     np.testing.assert_allclose(run.scaler.mean, data.X[tr].mean(axis=0))  # training statistics only
     np.testing.assert_allclose(run.scaler.std, data.X[tr].std(axis=0))
@@ -137,7 +141,7 @@ def test_train_end_to_end(tmp_path, spec):
     assert metrics["roc_auc"] == pytest.approx(skm.roc_auc_score(data.y[test], proba[:, 1]), abs=1e-6)
     assert metrics["f1"] == pytest.approx(skm.f1_score(data.y[test], pred))
     # ... and on another backend
-    assert np.array_equal(common.load_run_model(out, "numpy").predict(data.X[test]), pred)
+    assert np.array_equal(load_run_model(out, "numpy").predict(data.X[test]), pred)
 
     assert str(out) in proc.stdout and f"accuracy {metrics['accuracy']:.4f}" in proc.stdout
 
@@ -149,9 +153,10 @@ def test_train_help_explains_every_flag(capsys):
                  "--loss", "--optimizer", "--lr", "--schedule", "--warmup", "--epochs", "--batch-size", "--dropout",
                  "--l2", "--weight-decay", "--clip-norm", "--val-split", "--test-split", "--early-stopping",
                  "--patience", "--seed", "--dtype", "--out", "--quiet", "--checkpoint-every", "--keep-last",
-                 "--resume"]:
+                 "--resume", "--batchnorm", "--residual", "--arch"]:
         assert flag in text, flag
-    for word in ["moons", "breast_cancer", "nesterov", "rmsprop", "cosine", "float64", "checkpoint-NNNN.npz"]:
+    for word in ["moons", "breast_cancer", "nesterov", "rmsprop", "cosine", "float64", "checkpoint-NNNN.npz",
+                 "BatchNorm1d", "Residual"]:
         assert word in text
 
 
@@ -188,7 +193,7 @@ def test_train_regression_csv(tmp_path, capsys):
     assert metrics["r2"] > 0.9 and meta["target_standardize"] is not None and meta["model"]["output"] == "identity"
     with np.load(out / "split.npz") as z:
         test = z["test"]
-    pred = common.load_run_model(out).predict(X[test])
+    pred = load_run_model(out).predict(X[test])
     assert metrics["mse"] == pytest.approx(np.mean((pred - y[test]) ** 2), rel=1e-9)
     assert not (out / "accuracy.png").exists() and (out / "loss.png").is_file()
 
@@ -204,7 +209,7 @@ def test_train_npz_with_text_labels(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     metrics = read_json(out / "metrics.json")
     assert metrics["classes"] == ["cat", "dog"] and metrics["task"] == "binary"
-    run = common.load_run_model(out, "numpy")
+    run = load_run_model(out, "numpy")
     assert run.model.sizes[-1] == 2 and run.model.output == "softmax"  # cross_entropy: two softmax outputs
     with np.load(out / "split.npz") as z:
         test = z["test"]
@@ -327,12 +332,11 @@ def test_train_ctrl_c_saves_what_exists_and_exits_130(tmp_path):
     with open(out / "history.csv") as f:
         assert len(list(csv.DictReader(f))) == done
     assert read_json(out / "config.json")["settings"]["epochs"] == 100000
-    run = common.load_run_model(out)  # the model at that point reloads ...
+    run = load_run_model(out)  # the model at that point reloads ...
     assert run.model.sizes == [2, 16, 1] and np.all(np.isfinite(run.predict_proba(np.zeros((3, 2)))))
     ck = xpnet.checkpoint.load(out / "checkpoint.npz")  # ... and so does the full training state
     assert ck.meta["epoch"] == done and ck.meta["extra"]["standardize"]["mean"] == run.scaler.mean.tolist()
-    for i, w in enumerate(run.model.weights):
-        np.testing.assert_array_equal(ck.arrays[f"model.W{i}"], backends.to_numpy(w))
+    np.testing.assert_array_equal(ck.arrays["params"], backends.to_numpy(run.model.params))
     assert not (out / "metrics.json").exists()
 
 
@@ -457,7 +461,7 @@ def test_sigterm_saves_a_checkpoint_prints_how_to_resume_and_exits_143(tmp_path,
 
 
 def _newer_format(src: Path, dst: Path) -> Path:
-    """A copy of a checkpoint claiming format_version 2."""
+    """A copy of a checkpoint claiming the format version after this xpnet's."""
     import zipfile
 
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
@@ -465,7 +469,7 @@ def _newer_format(src: Path, dst: Path) -> Path:
             data = zin.read(info)
             if info.filename == "__meta__.npy":
                 meta = json.loads(bytes(np.load(src)["__meta__"]).decode())
-                meta["format_version"] = 2
+                meta["format_version"] = xpnet.checkpoint.FORMAT_VERSION + 1
                 arr = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
                 import io
 
@@ -481,10 +485,12 @@ BAD_RESUME = [
     (["--resume", "{d}/notes.txt"], "is not an xpnet checkpoint (not an .npz/zip file)"),
     (["--resume", "{run}/split.npz"], "is not an xpnet checkpoint (an .npz without __meta__)"),
     (["--resume", "{d}/truncated.npz"], "is truncated or corrupted"),
-    (["--resume", "{d}/newer.npz"], "reads formats up to 1: upgrade xpnet"),
+    (["--resume", "{d}/newer.npz"], f"reads formats up to {xpnet.checkpoint.FORMAT_VERSION}: upgrade xpnet"),
     (["--resume", "{d}/library.npz"], "was not written by scripts/train.py"),
     (["--resume", "{d}"], "the folder holds no checkpoint.npz"),
     (["--resume", "{run}", "--hidden", "32"], "--hidden 32 (the checkpoint has 16,8)"),
+    (["--resume", "{run}", "--batchnorm"], "--batchnorm on (the checkpoint has off)"),
+    (["--resume", "{run}", "--arch", "{d}/notes.txt"], "--arch {d}/notes.txt (the checkpoint has none)"),
     (["--resume", "{run}", "--lr", "0.01", "--dropout", "0.1"], "--lr 0.01 (the checkpoint has 0.001)"),
     (["--resume", "{run}", "--dataset", "iris"], "--dataset iris (the checkpoint has moons)"),
     (["--resume", "{run}", "--epochs", "2"], "has completed 3 epochs; --epochs is the total number of epochs"),
@@ -582,6 +588,8 @@ BAD_PARITY = [
     (["--epochs", "0"], "argument --epochs: must be an integer >= 1"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--hidden", "-1"], "hidden sizes must be positive integers"),
+    (["--arch", "no/such/arch.json"], "--arch no/such/arch.json: cannot read it"),
+    (["--arch", "arch.json", "--hidden", "8"], "--arch describes the whole network: drop --hidden"),
 ]
 
 

@@ -18,7 +18,8 @@ File format (``FORMAT_VERSION`` 2), a zip of ``.npy`` members (:mod:`xpnet.io.np
   interrupted mid-epoch), ``early_stopping`` (best monitored value, epochs waited),
   ``history``, ``fit`` (fit's settings), ``extra`` (the caller's JSON) and ``arrays``.
 - ``params`` (flat, in ``layout`` order), ``buffers`` (flat, when the network has any),
-  ``optimizer.<name>`` (optimizer state, same layout as ``params``), ``best_params``.
+  ``optimizer.<name>`` (optimizer state, same layout as ``params``), ``best_params`` and
+  ``best_buffers`` (early stopping's best epoch).
 
 Format 1 files (an MLP's ``model.W{i}``/``model.b{i}`` members) still load. Writing is atomic
 (:mod:`xpnet.io.atomic`); reading checks every member, so a damaged file is reported, not
@@ -77,7 +78,7 @@ def save(path: Any, model: Network, optimizer: _optim.Optimizer | None = None, h
     JSON-serializable dict the caller wants back (e.g. ``{"scaler": {"mean": [...], "std": [...]}}``).
     ``fit_config``: fit's settings (fit passes them). ``loop_state`` is the training loop's own:
     ``step_in_epoch``, ``partial`` (losses/hits/time of an unfinished epoch), ``best``, ``waited``,
-    ``best_params``. The file name is used as given (no ``.npz`` is appended).
+    ``best_params``, ``best_buffers``. The file name is used as given (no ``.npz`` is appended).
     """
     path = os.fspath(path)
     if not isinstance(model, Network):
@@ -93,9 +94,10 @@ def save(path: Any, model: Network, optimizer: _optim.Optimizer | None = None, h
         opt_meta = {"config": optimizer.config(), "t": int(optimizer.t), "state": sorted(optimizer.state)}
         for k in opt_meta["state"]:
             arrays[f"optimizer.{k}"] = to_np(optimizer.state[k])
-    best_params = loop.pop("best_params", None)
-    if best_params is not None:
-        arrays["best_params"] = to_np(best_params)
+    for name in ("best_params", "best_buffers"):
+        best_array = loop.pop(name, None)
+        if best_array is not None and best_array.shape[0]:
+            arrays[name] = to_np(best_array)
     best = loop.get("best", math.inf)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,

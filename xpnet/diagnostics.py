@@ -14,9 +14,10 @@ Dense layer ``i`` (``model.weights[i]``, depth-first)::
                                               the output layer)
 
 All values are computed on the device and cross to the host in one transfer. ``check(stats)``
-warns (:class:`TrainingWarning`) about vanishing (mean |grad| < 1e-7) or exploding (> 1e2, or
-non-finite) gradients and layers with more than 10% dead units, naming the layer and the usual
-remedies. ``xpnet.fit(..., diagnostics=True)`` records the statistics of each epoch's last batch.
+warns (:class:`TrainingWarning`) about the one problem each layer shows (:func:`diagnose`): more
+than 10% dead units, else vanishing (mean |grad| < 1e-7), else exploding (> 1e2, or non-finite)
+gradients, with one fix. ``xpnet.fit(..., diagnostics=True)`` records the statistics of each
+epoch's last batch.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any, Iterator
 from ._xp import Array, fetch
 from .nn import Activation, Dense, Objective, walk
 
-__all__ = ["TrainingWarning", "layer_stats", "batch_stats", "check", "VANISHING", "EXPLODING", "DEAD_FRACTION"]
+__all__ = ["TrainingWarning", "layer_stats", "batch_stats", "diagnose", "check", "VANISHING", "EXPLODING", "DEAD_FRACTION"]
 
 VANISHING = 1e-7  # mean |dL/dW| below this: vanishing gradients
 EXPLODING = 1e2  # mean |dL/dW| above this: exploding gradients
@@ -119,35 +120,42 @@ def batch_stats(model: Any, objective: Any, Xd: Array, Yd: Array, l2: float = 0.
     return stats
 
 
-def check(stats: list[dict], *, epoch: int | None = None, seen: set | None = None) -> list[str]:
-    """Warn (TrainingWarning) about vanishing/exploding gradients and dead units; returns the messages.
+def diagnose(s: dict) -> tuple[str, str] | None:
+    """(kind, message) of the one problem a layer's statistics show, or None.
 
-    ``seen``: a set of (layer, kind) already reported, updated here, to warn once per
-    layer and kind over a training run.
+    One condition per layer, in this order, so the advice never contradicts itself: dead units
+    (a dead unit passes no gradient, so they also explain small gradients), then vanishing, then
+    exploding (or non-finite) gradients. Each comes with one fix.
     """
+    g, dead = s["grad_mean_abs"], s["dead_fraction"]
+    tag = f"layer {s['layer']} ({s['name']}, {s['activation']})"
+    if dead is not None and dead > DEAD_FRACTION:
+        return "dead", (f"{tag}: {dead:.0%} of units are dead (0 for every sample of the batch) > {DEAD_FRACTION:.0%} "
+                        f"(dying ReLUs): use activation='leaky_relu'")
+    if math.isfinite(g) and g < VANISHING:
+        return "vanishing", (f"{tag}: mean |grad| {g:.2g} < {VANISHING:g} (vanishing gradients): add batch "
+                             f"normalization (MLP(..., batchnorm=True), --batchnorm)")
+    if not math.isfinite(g) or g > EXPLODING:
+        return "exploding", (f"{tag}: mean |grad| {g:.2g} > {EXPLODING:g} (exploding gradients): clip gradients "
+                             f"(fit(..., clip_norm=1.0), --clip-norm 1)")
+    return None
+
+
+def check(stats: list[dict], *, epoch: int | None = None, seen: set | None = None) -> list[str]:
+    """Warn (TrainingWarning) about the one problem of each layer (see :func:`diagnose`); returns the
+    messages. ``seen``: a set of (layer, kind) already reported, updated here, to warn once per layer
+    and kind over a training run."""
     messages = []
     where = "" if epoch is None else f"epoch {epoch}: "
     for s in stats:
-        tag = f"{where}layer {s['layer']} ({s['name']}, {s['activation']})"
-        g, dead = s["grad_mean_abs"], s["dead_fraction"]
-        found = []
-        if not math.isfinite(g) or g > EXPLODING:
-            found.append(("exploding", f"{tag}: mean |grad| {g:.2g} > {EXPLODING:g} (exploding gradients): "
-                                       f"lower the learning rate, clip gradients (clip_norm=1.0), standardize "
-                                       f"the inputs or use L2 / batch normalization"))
-        elif g < VANISHING:
-            found.append(("vanishing", f"{tag}: mean |grad| {g:.2g} < {VANISHING:g} (vanishing gradients): use "
-                                       f"ReLU/He init, fewer layers, batch normalization or a higher learning "
-                                       f"rate"))
-        if dead is not None and dead > DEAD_FRACTION:
-            found.append(("dead", f"{tag}: {dead:.0%} of units are dead (0 for every sample of the batch) > "
-                                  f"{DEAD_FRACTION:.0%} (dying ReLUs): lower the learning rate, use leaky_relu "
-                                  f"or gelu, He init, or standardize the inputs"))
-        for kind, msg in found:
-            if seen is not None:
-                if (s["layer"], kind) in seen:
-                    continue
-                seen.add((s["layer"], kind))
-            warnings.warn(msg, TrainingWarning, stacklevel=2)
-            messages.append(msg)
+        found = diagnose(s)
+        if found is None:
+            continue
+        kind, msg = found
+        if seen is not None:
+            if (s["layer"], kind) in seen:
+                continue
+            seen.add((s["layer"], kind))
+        warnings.warn(where + msg, TrainingWarning, stacklevel=2)
+        messages.append(where + msg)
     return messages

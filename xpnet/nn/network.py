@@ -259,10 +259,14 @@ class Network:
 
     @counters.setter
     def counters(self, values: Sequence[int]) -> None:
-        values = list(values)
-        if len(values) != len(self.dropout_layers):
+        """One counter per Dropout layer, or one per Dropout layer with p > 0 (states saved before p = 0
+        layers existed: their counters never move)."""
+        values, layers = list(values), self.dropout_layers
+        if len(values) != len(layers):
+            layers = [layer for layer in layers if layer.p > 0.0]
+        if len(values) != len(layers):
             raise ValueError(f"{len(values)} dropout counters for {len(self.dropout_layers)} Dropout layers")
-        for layer, c in zip(self.dropout_layers, values):
+        for layer, c in zip(layers, values):
             layer.counter = check.integer("dropout counter", c, low=0)
 
     @contextlib.contextmanager

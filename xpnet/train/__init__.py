@@ -3,5 +3,6 @@ from .callbacks import Callback, EarlyStopping
 from .fit import evaluate, fit
 from .history import History, TrainingStopped
 from .loop import Trainer
+from .lr_find import LRFinderResult, lr_find
 
-__all__ = ["fit", "evaluate", "History", "TrainingStopped", "Callback", "EarlyStopping", "Trainer"]
+__all__ = ["fit", "evaluate", "History", "TrainingStopped", "Callback", "EarlyStopping", "Trainer", "lr_find", "LRFinderResult"]

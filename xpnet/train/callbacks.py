@@ -98,11 +98,12 @@ class CallbackList:
 class EarlyStopping(Callback):
     """Track the best monitored loss (validation loss, else training loss); with ``active``, stop after
     ``patience`` epochs without an improvement of more than ``min_delta`` and, with ``restore_best``,
-    put back the best parameters at the end. Records ``history["best_epoch"]`` and ``stopped_early``."""
+    put back the best parameters (and buffers: BatchNorm's running statistics) at the end. Records
+    ``history["best_epoch"]`` and ``stopped_early``."""
 
     def __init__(self, active: bool, patience: int, min_delta: float, restore_best: bool):
         self.active, self.patience, self.min_delta, self.restore_best = active, patience, min_delta, restore_best
-        self.best, self.waited, self.best_params = math.inf, 0, None
+        self.best, self.waited, self.best_params, self.best_buffers = math.inf, 0, None, None
 
     def on_train_begin(self, info: dict) -> None:
         self.model, self.history = info["model"], info["history"]
@@ -112,7 +113,7 @@ class EarlyStopping(Callback):
         if monitor < self.best - self.min_delta:
             self.best, self.waited, self.history["best_epoch"] = monitor, 0, epoch
             if self.active and self.restore_best:
-                self.best_params = self.model.copy_params()
+                self.best_params, self.best_buffers = self.model.copy_params(), self.model.buffers * 1.0
         else:
             self.waited += 1
         if self.active and self.waited >= self.patience:
@@ -123,12 +124,15 @@ class EarlyStopping(Callback):
     def on_train_end(self, history: History) -> None:
         if self.active and self.restore_best and self.best_params is not None:
             self.model.set_params(self.best_params)
+            if self.best_buffers is not None:
+                self.model.buffers[...] = self.best_buffers
 
     def state(self) -> dict:
-        return {"best": self.best, "waited": self.waited, "best_params": self.best_params}
+        return {"best": self.best, "waited": self.waited, "best_params": self.best_params,
+                "best_buffers": self.best_buffers}
 
-    def load_state(self, best: float, waited: int, best_params: Any) -> None:
-        self.best, self.waited, self.best_params = best, waited, best_params
+    def load_state(self, best: float, waited: int, best_params: Any, best_buffers: Any = None) -> None:
+        self.best, self.waited, self.best_params, self.best_buffers = best, waited, best_params, best_buffers
 
 
 class PrintProgress(Callback):

@@ -157,7 +157,7 @@ class Checkpointer(Callback):
 
 def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> dict:
     """What the loop needs to continue the run saved in ``ck``: ``history``, ``first_epoch``,
-    ``partial`` (an unfinished epoch, or None) and the early-stopping ``best``/``waited``/``best_params``."""
+    ``partial`` (an unfinished epoch, or None) and the early-stopping ``best``/``waited``/``best_params``/``best_buffers``."""
     saved = ck.fit_config
     diff = [f"{k} {saved.get(k)!r} -> {fit_config.get(k)!r}" for k in MUST_MATCH
             if k in saved and saved.get(k) != fit_config.get(k)]
@@ -175,7 +175,7 @@ def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> d
     return {"history": history, "first_epoch": epochs if history.get("stopped_early") else ck.epoch,
             "partial": partial, "best": math.inf if es.get("best") is None else float(es["best"]),
             "waited": int(es.get("waited", 0)),
-            "best_params": ck.device_copy(model, "best_params") if "best_params" in ck.arrays else None}
+            **{k: ck.device_copy(model, k) if k in ck.arrays else None for k in ("best_params", "best_buffers")}}
 
 
 def partial_epoch(done: dict, step_loss: list[float], hits: int, t0: float) -> dict:

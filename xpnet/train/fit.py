@@ -113,7 +113,7 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     stopper = EarlyStopping(bool(early_stopping), patience, min_delta, bool(restore_best))
     resumed = resume_state(ck, model, fit_config, epochs) if ck is not None else {}
     if resumed:
-        stopper.load_state(resumed["best"], resumed["waited"], resumed["best_params"])
+        stopper.load_state(resumed["best"], resumed["waited"], resumed["best_params"], resumed["best_buffers"])
     if checkpoint_extra is None and ck is not None:
         checkpoint_extra = ck.extra  # a resumed run keeps the saved extra unless given a new one
     with catch_signals(checkpoint is not None) as signals:

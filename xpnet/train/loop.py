@@ -60,17 +60,20 @@ class Trainer:
     ``l2``: λ of the L2 penalty (or ``l2(rows)`` per batch); ``schedule(t)``: the learning rate
     of step t; ``transforms``: functions applied in place to the flat gradient after backward;
     ``validation``: (X_val, Y_val) on the device, evaluated every epoch; ``signals``: an object
-    whose ``signum`` (checked after every step) stops the epoch and calls ``on_interrupt``.
+    whose ``signum`` (checked after every step) stops the epoch and calls ``on_interrupt``;
+    ``on_step(loss)``: called with each step's loss (a device scalar), ends the run when it
+    returns True (for procedures such as the learning-rate finder that look at every step).
     """
 
     def __init__(self, model: Any, optimizer: Any, objective: Any, *, batch_size: int, seed: int,
                  l2: float | Callable[[int], Any] = 0.0, shuffle: bool = True, schedule: Any = None,
                  transforms: Sequence[Callable[[Array], Any]] = (), callbacks: Sequence[Any] = (),
                  track_accuracy: bool = True, validation: tuple[Array, Array] | None = None,
-                 signals: Any = None):
+                 signals: Any = None, on_step: Callable[[Array], bool] | None = None):
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.batch_size, self.seed, self.l2, self.shuffle = batch_size, seed, l2, shuffle
         self.schedule, self.transforms, self.validation, self.signals = schedule, list(transforms), validation, signals
+        self.on_step = on_step
         self.track_accuracy = track_accuracy and model.output != "identity"
         self.callbacks = CallbackList(callbacks)
         self.fetched: dict[str, Any] = {}
@@ -123,6 +126,9 @@ class Trainer:
                     hits.append(objective.hits(z, yb))
                 if self.signals is not None and self.signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
                     self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
+                if self.on_step is not None and self.on_step(value):
+                    cbs.call("on_train_end", history)
+                    return history
             self.last_batch, self.step_losses = (xb, yb), losses  # for callbacks' device_values
             logs = self._end_epoch(epoch, history, done, losses, hits, t0, n, steps, Y)
             stop = cbs.on_epoch_end(epoch, logs)

@@ -1,0 +1,161 @@
+"""Parsing flags, and running a script: every user error is one ``error: ...`` line and exit status 2.
+
+A user error is a :class:`CLIError`, or a ``ValueError`` / ``backends.BackendUnavailable`` from the
+library; :func:`run_cli` prints it as one line. Ctrl-C and SIGTERM stop with 130 / 143.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+import backends
+
+
+class CLIError(Exception):
+    """A user error: printed as one ``error: ...`` line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error: ...`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = _number(text, float)
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    v = _number(text, float)
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return v
+
+
+def fraction(text: str) -> float:
+    v = _number(text, float)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction strictly between 0 and 1, got {text!r}")
+    return v
+
+
+def dropout_rate(text: str) -> float:
+    v = _number(text, float)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a rate in [0, 1), got {text!r}")
+    return v
+
+
+def hidden_sizes(text: str) -> list[int]:
+    """``"64,32"`` -> [64, 32]; ``""`` or ``"none"`` -> [] (no hidden layer)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdecimal() or int(part) < 1:
+            raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers separated by commas "
+                                             f"(e.g. 64,32), got {text!r}")
+        sizes.append(int(part))
+    return sizes
+
+
+def explicit_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict:
+    """The flags given on the command line (dest -> parsed value); defaults are left out."""
+    defaults = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in defaults:
+            a.default = argparse.SUPPRESS
+        return vars(parser.parse_args(argv))
+    finally:
+        for a, d in defaults:
+            a.default = d
+
+
+# ---------------------------------------------------------------- running a script
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training step (the scripts' handler raises it): handled like Ctrl-C, exit 143."""
+
+    signum = signal.SIGTERM
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM")
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def error_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"error: {text}"
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main`` turning user errors into one ``error: ...`` line and exit status 2.
+
+    CLIError, backends.BackendUnavailable and ValueError (which the library raises for bad
+    arguments) -> 2; argparse's exits (--help, usage errors) -> their status; a
+    KeyboardInterrupt not handled by ``main`` -> 130 (143 for :class:`Terminated`, i.e. SIGTERM).
+    Set XPNET_DEBUG=1 to get the traceback instead.
+    """
+    debug = os.environ.get("XPNET_DEBUG", "") not in ("", "0")
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except (CLIError, backends.BackendUnavailable, ValueError) as exc:
+        if debug:
+            raise
+        print(error_line(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
+        print(f"interrupted ({signal_name(signum)}): stopped", file=sys.stderr)
+        return 128 + signum
+
+
+def script_entry(main: Callable[[list[str] | None], int]) -> None:
+    """``if __name__ == "__main__"`` body: Ctrl-C raises KeyboardInterrupt even when a parent
+    started us with SIGINT ignored, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt: the
+    same clean stop, exit status 143), then exit with main's status."""
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, _terminated)
+    # A diverging run overflows (NumPy warns at every op); fit reports it as TrainingStopped instead.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"xpnet(\.|$)")
+    sys.exit(main(None))

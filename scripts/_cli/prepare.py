@@ -1,0 +1,143 @@
+"""From a loaded dataset to training arrays: task detection, stratified splits, standardization."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+
+import xpnet
+
+from .args import CLIError
+from .data import MAX_CLASSES, Dataset, load_dataset, plain
+
+
+def resolve_task(y: np.ndarray, task: str = "auto", target: str = "y") -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(task, encoded y, class labels): classes become 0..k-1; regression targets float64."""
+    text = y.dtype.kind in "USO"
+    if task == "regression":
+        if text:
+            raise CLIError(f"target {target!r} holds text labels; it cannot be a regression target")
+        if np.ptp(y.astype(np.float64)) == 0:
+            raise CLIError(f"target {target!r} is constant; there is nothing to regress")
+        return "regression", y.astype(np.float64), None
+    classes, codes = np.unique(y, return_inverse=True)
+    integral = text or bool(np.all(np.asarray(y, dtype=np.float64) == np.round(np.asarray(y, dtype=np.float64))))
+    if task == "auto":
+        if not text and (not integral or len(classes) > MAX_CLASSES):
+            if np.ptp(y.astype(np.float64)) == 0:
+                raise CLIError(f"target {target!r} is constant; there is nothing to learn")
+            return "regression", y.astype(np.float64), None
+        task = "binary" if len(classes) == 2 else "multiclass"
+    if not integral:
+        raise CLIError(f"target {target!r} has non-integer values; use --task regression or integer labels")
+    if len(classes) < 2:
+        raise CLIError(f"target {target!r} has a single class ({plain(classes[0])}); "
+                       "classification needs at least two")
+    if task == "binary" and len(classes) != 2:
+        raise CLIError(f"--task binary needs exactly two classes, target {target!r} has {len(classes)}")
+    if classes.dtype.kind == "f":
+        classes = classes.astype(np.int64)
+    return task, codes.astype(np.int64), classes
+
+
+@dataclass
+class Standardizer:
+    """(x - mean) / std with statistics of the training split (std 0 -> 1)."""
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> "Standardizer":
+        std = X.std(axis=0)
+        return cls(X.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        return np.asarray(Z, dtype=np.float64) * self.std + self.mean
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Standardizer":
+        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["std"], dtype=np.float64))
+
+
+@dataclass
+class Prepared:
+    """A dataset split, standardized and encoded for one model: everything the scripts train on."""
+    data: Dataset
+    task: str
+    classes: np.ndarray | None
+    output: str  # the network's output head: sigmoid, softmax or identity
+    n_outputs: int
+    scaler: Standardizer
+    target_scaler: Standardizer | None
+    idx: dict  # "train", "val", "test" -> row indices into data.X
+    X: dict  # standardized inputs per split
+    y: dict  # encoded targets per split (standardized for regression)
+
+    @property
+    def sizes(self) -> dict:
+        return {k: int(v.shape[0]) for k, v in self.idx.items()}
+
+
+def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: float = 0.2,
+            val_split: float = 0.1, seed: int = 0, *, idx: dict | None = None, scaler: Standardizer | None = None,
+            target_scaler: Standardizer | None = None) -> Prepared:
+    """Encode the target, split test / validation off (stratified), standardize with training statistics.
+
+    A resumed run passes the saved ``idx`` (row indices per split, e.g. from split.npz) and the saved
+    ``scaler`` / ``target_scaler`` instead of recomputing them.
+    """
+    from sklearn.model_selection import train_test_split
+
+    task, y, classes = resolve_task(data.y, task, data.target_name)
+    head = None if loss == "auto" else xpnet.nn.get_loss(loss).head  # the output a loss is fused with
+    if task == "regression" and head is not None:
+        raise CLIError(f"--loss {loss} is a classification loss; a regression task needs --loss mse")
+    if task == "multiclass" and head == "sigmoid":
+        raise CLIError(f"--loss {loss} needs a binary task; use cross_entropy for {len(classes)} classes")
+    if task == "binary":
+        output, k = ("softmax", 2) if head == "softmax" else ("sigmoid", 1)
+    elif task == "multiclass":
+        output, k = "softmax", len(classes)
+    else:
+        output, k = "identity", 1
+
+    def split(ids: np.ndarray, frac: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        strat = y[ids] if task != "regression" else None
+        try:
+            return train_test_split(ids, test_size=frac, random_state=seed, stratify=strat)
+        except ValueError:
+            pass  # too few samples of a class to stratify: split at random instead
+        try:
+            return train_test_split(ids, test_size=frac, random_state=seed)
+        except ValueError as exc:
+            raise CLIError(f"cannot make the {what} split of {len(ids)} samples: {exc}") from None
+
+    if idx is None:
+        rest, test = split(np.arange(len(y)), test_split, "test")
+        train, val = split(rest, val_split, "validation")
+        idx = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    else:
+        idx = {k: np.asarray(idx[k], dtype=np.int64) for k in ("train", "val", "test")}
+        if any(v.ndim != 1 or (v.size and (v.min() < 0 or v.max() >= len(y))) for v in idx.values()) \
+                or not idx["train"].size:
+            raise CLIError(f"the saved split does not fit the {len(y)} samples of the dataset")
+    if task != "regression" and len(np.unique(y[idx["train"]])) < 2:
+        raise CLIError("the training split holds a single class: use more data or a smaller --test-split")
+    scaler = scaler or Standardizer.fit(data.X[idx["train"]])
+    tscaler = (target_scaler or Standardizer.fit(y[idx["train"], None])) if task == "regression" else None
+    X = {k: scaler.transform(data.X[v]) for k, v in idx.items()}
+    Y = {k: (tscaler.transform(y[v, None])[:, 0] if tscaler else y[v]) for k, v in idx.items()}
+    return Prepared(data, task, classes, output, k, scaler, tscaler, idx, X, Y)
+
+
+def prepare_from_args(args: argparse.Namespace) -> Prepared:
+    """The data the data flags name, prepared for a fresh run."""
+    data = load_dataset(args.dataset, args.target, args.samples, args.noise, args.seed)
+    return prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed)
