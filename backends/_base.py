@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from types import ModuleType
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+# Low-precision float dtypes (not in the array API standard): "float16" (NumPy, CuPy, PyTorch), "bfloat16" (PyTorch).
+_LOW_PRECISION = ("float16", "bfloat16")
 # Dtype names a caller may ask for (validated against the device's own list).
 _DTYPE_NAMES = (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -118,6 +121,14 @@ class Backend:
         info = xp.__array_namespace_info__()
         supported = info.dtypes(device=device)
         self._dtypes = {k: getattr(xp, k) for k in _DTYPE_NAMES if k in supported}
+        for name in _LOW_PRECISION:  # outside the standard: offered where the library has them on this device
+            dt = getattr(xp, name, None)
+            try:
+                xp.zeros(1, dtype=dt, device=device)
+            except Exception:  # noqa: BLE001 - absent or unusable here
+                continue
+            if dt is not None:
+                self._dtypes[name] = dt
 
     # -- conversion ----------------------------------------------------------------------
     def is_native(self, x: Any) -> bool:
@@ -159,6 +170,11 @@ class Backend:
                 f"dtype {name!r} is not supported by backend {self.spec!r}; "
                 f"choose one of: {', '.join(self._dtypes)}"
             ) from None
+
+    def overflow_allowed(self) -> Any:
+        """A context in which overflow to inf/NaN is expected and silent (float16 loss scaling skips such
+        steps); only NumPy warns about it."""
+        return contextlib.nullcontext()
 
     # -- device & reporting --------------------------------------------------------------
     def synchronize(self) -> None:

@@ -32,6 +32,9 @@ class NumpyBackend(Backend):
     def _describe_extra(self) -> str:
         return _blas()
 
+    def overflow_allowed(self) -> Any:
+        return np.errstate(over="ignore", invalid="ignore")
+
 
 def make(device: Any = None) -> NumpyBackend:
     if device not in (None, "cpu"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import array_api_compat
@@ -97,6 +98,25 @@ def _parse(torch: Any, device: Any, requested: str) -> Any:
     return torch.device("cuda", index)
 
 
+THREADS_ENV = "XPNET_THREADS"
+
+
+def set_cpu_threads(torch: Any) -> None:
+    """torch's CPU thread count: $XPNET_THREADS if set, else 1 unless OMP_NUM_THREADS/MKL_NUM_THREADS say.
+
+    A training step of a small network is dozens of tiny operations; torch's worker threads spin
+    between them, and on a loaded machine they fight every other process for the cores (measured
+    here, 2 cores under load: a moons MLP ran 10 epochs in 35 s with 2 threads, 0.17 s with 1).
+    Large matrix products gain from more threads: ask for them with XPNET_THREADS=N (or
+    ``train.py --threads N``). Process-wide, like torch.set_num_threads itself.
+    """
+    wanted = os.environ.get(THREADS_ENV, "").strip()
+    if wanted:
+        torch.set_num_threads(max(1, int(wanted)))
+    elif not (os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")):
+        torch.set_num_threads(1)
+
+
 def make(device: Any = None) -> TorchBackend:
     _malloc.tune()  # reuse freed temporaries' pages between steps (see backends/_malloc.py)
     requested = "torch" if device is None else f"torch:{device}"
@@ -124,6 +144,7 @@ def make(device: Any = None) -> TorchBackend:
         name = torch.cuda.get_device_name(dev)
     else:
         spec, name = "torch:cpu", "CPU"
+        set_cpu_threads(torch)
     backend = TorchBackend(
         spec=spec,
         xp=array_api_compat.array_namespace(sample),

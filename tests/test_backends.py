@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import array_api_compat
 import numpy as np
@@ -294,3 +297,14 @@ def test_malloc_tuning_switch(monkeypatch):
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert _malloc.tune() is expected
+
+
+@pytest.mark.parametrize("env,expected", [({}, "1"), ({"XPNET_THREADS": "2"}, "2"), ({"OMP_NUM_THREADS": "2"}, "2")])
+def test_torch_cpu_thread_policy(env, expected):
+    """torch:cpu runs one thread unless XPNET_THREADS (or OMP/MKL_NUM_THREADS) asks for more (see backends/_torch.py)."""
+    pytest.importorskip("torch")
+    clean = {k: v for k, v in os.environ.items() if k not in ("XPNET_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = "import backends, torch; backends.get('torch:cpu'); print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip() == expected

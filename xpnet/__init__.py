@@ -10,8 +10,8 @@ giving the same numbers on NumPy, CuPy, PyTorch and array-api-strict.
 """
 from . import nn, optim, random
 from .nn import MLP, Network
-from .optim import (SGD, Adam, AdamW, Constant, Cosine, Exponential, RMSProp, StepDecay, Warmup, clip_by_norm,
-                    clip_by_value, make_optimizer, make_schedule)
+from .optim import (LBFGS, SGD, Adam, AdamW, Constant, Cosine, Exponential, RMSProp, StepDecay, Warmup,
+                    clip_by_norm, clip_by_value, make_optimizer, make_schedule)
 from . import checkpoint, diagnostics, metrics  # noqa: E402 - save/load/resume; layer statistics; device metrics
 from .train import Callback, History, Trainer, TrainingStopped, evaluate, fit, lr_find  # noqa: E402
 from .gradcheck import check_layer, gradcheck  # noqa: E402 - finite-difference checks (xpnet.gradcheck is the function)
@@ -28,6 +28,6 @@ def __getattr__(name):
 
 
 __all__ = ["Network", "MLP", "fit", "evaluate", "History", "TrainingStopped", "Callback", "SGD", "Adam", "AdamW",
-           "RMSProp", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "clip_by_value", "clip_by_norm",
-           "make_optimizer", "make_schedule", "nn", "optim", "random", "checkpoint", "metrics", "diagnostics",
-           "gradcheck", "check_layer", "lr_find", "Trainer", "__version__"]
+           "RMSProp", "LBFGS", "Constant", "StepDecay", "Exponential", "Cosine", "Warmup", "clip_by_value",
+           "clip_by_norm", "make_optimizer", "make_schedule", "nn", "optim", "random", "checkpoint", "metrics",
+           "diagnostics", "gradcheck", "check_layer", "lr_find", "Trainer", "__version__"]

@@ -15,7 +15,8 @@ File format (``FORMAT_VERSION`` 2), a zip of ``.npy`` members (:mod:`xpnet.io.np
   ``dropout_counters``, ``optimizer`` (its config with the current ``lr``, the step count ``t``
   = the schedule position, names of its state arrays), ``epoch`` (epochs completed = the
   shuffle counter of the next epoch), ``step``, ``step_in_epoch`` and ``partial`` (set when
-  interrupted mid-epoch), ``early_stopping`` (best monitored value, epochs waited),
+  interrupted mid-epoch), ``early_stopping`` (best monitored value, epochs waited), ``loss_scaler``
+  (float16 training's scale and counters),
   ``history``, ``fit`` (fit's settings), ``extra`` (the caller's JSON) and ``arrays``.
 - ``params`` (flat, in ``layout`` order), ``buffers`` (flat, when the network has any),
   ``optimizer.<name>`` (optimizer state, same layout as ``params``), ``best_params`` and
@@ -107,6 +108,7 @@ def save(path: Any, model: Network, optimizer: _optim.Optimizer | None = None, h
         "step": int(optimizer.t) if optimizer is not None else 0,
         "step_in_epoch": int(loop.get("step_in_epoch", 0)), "partial": loop.get("partial"),
         "early_stopping": {"best": None if math.isinf(best) else float(best), "waited": int(loop.get("waited", 0))},
+        "loss_scaler": loop.get("loss_scaler"),
         "history": None if history is None else dict(history), "fit": fit_config, "extra": extra,
         "arrays": list(arrays),
     }
@@ -254,6 +256,8 @@ class Checkpoint:
         elif not isinstance(model, Network):
             raise self._error(f"restore needs an xpnet network, got {type(model).__name__}")
         else:
+            if model.n_inputs is None and isinstance(cfg.get("n_inputs"), int):
+                model.build(cfg["n_inputs"])  # a network whose input width is still open: the saved one
             self._check_architecture(model)
             if model.output != cfg.get("output", model.output):
                 model.set_output(cfg["output"])

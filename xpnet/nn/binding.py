@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _validate as check
 from .. import random as xrandom
 from ._context import Context
 from .init import initial_value
 from .layout import Layout, walk
 
-__all__ = ["Bound", "bind_tree", "standalone"]
+__all__ = ["Bound", "bind_tree", "bind_views", "standalone"]
 
 Array = Any
 
@@ -39,6 +40,7 @@ def bind_tree(root: Any, ctx: Context) -> Bound:
             counts[kind] = counts.get(kind, 0) + 1
     layout = Layout(root)
     xp, dev, dtype = ctx.xp, ctx.device, ctx.dtype
+    check_memory(layout, xp.finfo(dtype).bits // 8)
     params = xp.zeros(layout.n_params, dtype=dtype, device=dev)
     grads = xp.zeros_like(params)
     buffers = xp.zeros(layout.n_buffers, dtype=dtype, device=dev)
@@ -47,13 +49,28 @@ def bind_tree(root: Any, ctx: Context) -> Bound:
             value = initial_value(e.init, xp, e.shape, ctx.seed, streams.get(e.layer), dtype, dev)
             if value is not None:
                 flat[e.offset:e.stop] = xp.reshape(value, (-1,))
+    bind_views(root, layout, ctx, params, grads, buffers)
+    return Bound(layout, params, grads, buffers, streams)
+
+
+def bind_views(root: Any, layout: Layout, ctx: Context, params: Array, grads: Array, buffers: Array) -> None:
+    """Bind every layer of ``root`` to its views of the flat ``params``, ``grads`` and ``buffers``
+    (which may be compute-dtype copies of the master arrays: see :class:`~xpnet.nn.network.Network`)."""
+    xp = ctx.xp
     for path, layer in walk(root):
         entries, bufs = layout.of_layer(path), layout.of_layer(path, "buffer")
         layer.bind(ctx, {a: e.view(params, xp) for a, e in entries.items()},
                    {a: e.view(grads, xp) for a, e in entries.items()},
                    {a: e.view(buffers, xp) for a, e in bufs.items()})
     root.set_need_dx(False)  # nothing trainable comes before the root's input
-    return Bound(layout, params, grads, buffers, streams)
+
+
+def check_memory(layout: Layout, itemsize: int) -> None:
+    """Refuse (one line, before allocating) a layout whose training state would not fit in memory: the
+    parameters, their gradients and two optimizer moments (``4 × n_params``) plus the buffers."""
+    check.allocation(f"a network of {layout.n_params:,} parameters (training it holds parameters, gradients and "
+                     f"two optimizer moments of {itemsize} bytes each)",
+                     (4 * layout.n_params + layout.n_buffers) * itemsize, "use fewer or narrower layers")
 
 
 def standalone(layer: Any, n_in: int, backend: Any = "numpy", dtype: str = "float32", seed: int = 0) -> Bound:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _validate as check
-from .._xp import fast_path
+from .._xp import fast_path, is_sparse
 from . import init as inits
 from .activations import Activation, make_activation
 from .layer import Layer, Param, register
@@ -78,7 +78,7 @@ class Dense(Layer):
         else:
             x, act_cache = cache
             dy = self.act.backward(dy, act_cache)
-        if self._fused is not None:
+        if self._fused is not None and not is_sparse(x):  # sparse x (a full batch): its own product below
             return self._fused(x, dy, self.W, self.grad_W, self.grad_b, self.need_dx)
         self.grad_W[...] = x.T @ dy
         self.grad_b[...] = self.xp.sum(dy, axis=0)

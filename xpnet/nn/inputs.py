@@ -39,7 +39,16 @@ def to_device(backend: Any, A: Any, name: str) -> Array:
 
 def as_input(net: Any, X: Any, name: str = "X") -> Array:
     """X as an (n, n_inputs) array of the network's dtype on its device (a network whose input
-    width is still open takes X's). Integer and boolean inputs are converted to floats."""
+    width is still open takes X's). Integer and boolean inputs are converted to floats. A sparse X
+    (SciPy) stays sparse: a ``backends.SparseRows`` of the network's dtype on its device."""
+    if _backends.is_sparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(X.shape)}")
+        if net.n_inputs is None:
+            net.build(int(X.shape[1]))
+        if X.shape[1] != net.n_inputs:
+            raise ValueError(f"{name} has {X.shape[1]} features but the model expects {net.n_inputs}")
+        return _backends.sparse_rows(net.backend, X, net.dtype)
     X = to_device(net.backend, X, name)
     if X.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""

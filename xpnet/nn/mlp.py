@@ -88,19 +88,22 @@ class MLP(Network):
         dropout: rate for every hidden layer, or one rate per hidden layer.
         init: he_normal, he_uniform, glorot_normal, glorot_uniform (default: he_normal for
             relu-like activations, glorot_normal otherwise). Biases start at zero.
-        seed, backend, dtype: as in :class:`Network`.
+        batchnorm: each hidden layer is Dense, BatchNorm1d, activation.
+        residual: hidden layers whose input and output widths match become blocks y = x + layer(x).
+        seed, backend, dtype, precision: as in :class:`Network`.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str = "relu", output: str = "auto",
                  dropout: float | Sequence[float] = 0.0, init: str | None = None, seed: int = 0,
-                 backend: Any = "numpy", dtype: str = "float32", batchnorm: bool = False, residual: bool = False):
+                 backend: Any = "numpy", dtype: str = "float32", batchnorm: bool = False, residual: bool = False,
+                 precision: Any = "float32"):
         self.batchnorm, self.residual = check.boolean("batchnorm", batchnorm), check.boolean("residual", residual)
         layers = mlp_layers(sizes, activation, dropout, init, self.batchnorm, self.residual)
         self.sizes = _check_sizes(sizes)
         self.activation = activation
         self.dropout = dropout_rates(dropout, len(self.sizes) - 2)
         self.init = _default_init(init, activation)
-        super().__init__(layers, output=output, seed=seed, backend=backend, dtype=dtype)
+        super().__init__(layers, output=output, seed=seed, backend=backend, dtype=dtype, precision=precision)
 
     @classmethod
     def recognizes(cls, cfg: dict) -> bool:
@@ -109,17 +112,21 @@ class MLP(Network):
     @classmethod
     def from_config(cls, cfg: dict, backend: Any = "numpy", dtype: str | None = None) -> "MLP":
         """An MLP from :meth:`config` output."""
-        known = ("sizes", "activation", "output", "dropout", "init", "seed", "dtype", "batchnorm", "residual")
+        known = ("sizes", "activation", "output", "dropout", "init", "seed", "dtype", "batchnorm", "residual",
+                 "precision")
         return cls(**{k: cfg[k] for k in known if k in cfg} | ({"dtype": dtype} if dtype else {}), backend=backend)
 
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable)."""
         extra = {k: True for k in ("batchnorm", "residual") if getattr(self, k)}
+        if self.precision.low:
+            extra["precision"] = self.precision.compute
         return {"sizes": self.sizes, "activation": self.activation, "output": self.output,
                 "dropout": self.dropout, "init": self.init, "seed": self.seed, "dtype": self.dtype_name, **extra}
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}=True" for k in ("batchnorm", "residual") if getattr(self, k))
+        extra += f", precision={self.precision.compute!r}" if self.precision.low else ""
         return (f"MLP({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
                 f"dropout={self.dropout}, init={self.init!r}, seed={self.seed}, "
                 f"backend={self.backend.spec!r}, dtype={self.dtype_name!r}{extra})")

@@ -26,10 +26,11 @@ from .activations import HEADS, Activation, make_activation
 from .containers import Sequential
 from .dense import Dense
 from .dropout import Dropout
-from .binding import bind_tree
+from .binding import bind_tree, bind_views
 from .layer import Layer, layer_from_config
 from .layout import walk
 from .losses import l2_penalty
+from .precision import Precision, as_precision
 
 __all__ = ["Network", "network_from_config", "OUTPUTS", "DTYPES"]
 
@@ -46,11 +47,13 @@ class Network:
             :func:`xpnet.fit` switches "auto" to identity for continuous targets).
         seed: key of every random draw (init, dropout, shuffles): same seed, same bits on every backend.
         backend: a backend spec ("numpy", "cupy", "torch:cuda", "strict:device1", ...) or a Backend.
-        dtype: "float32" (default) or "float64".
+        dtype: "float32" (default) or "float64": the parameters' (master) dtype.
+        precision: "float32" (compute in ``dtype``), "float16" or "bfloat16" (compute in that dtype
+            over float32 master parameters; see :mod:`xpnet.nn.precision`), or a ``Precision``.
     """
 
     def __init__(self, layers: Sequence[Any] | Layer, output: str = "auto", seed: int = 0,
-                 backend: Any = "numpy", dtype: str = "float32"):
+                 backend: Any = "numpy", dtype: str = "float32", precision: Any = "float32"):
         self.seed = check.seed(seed)
         self.dtype_name = check.choice("dtype", str(dtype), DTYPES)
         self._requested_output = check.choice("output", output, OUTPUTS + ("auto",))
@@ -63,6 +66,7 @@ class Network:
         self.xp = self.backend.xp
         self.dtype = self.backend.dtype(self.dtype_name)
         self.ctx = Context(self.xp, self.backend.device, self.dtype, self.seed)
+        self.precision = self._check_precision(precision)
         self.n_inputs: int | None = None
         self._take_head()
         width = _input_width(self.root)
@@ -106,11 +110,51 @@ class Network:
         bound = bind_tree(self.root, self.ctx)
         self.layout, self.params, self.grads, self.buffers = bound.layout, bound.params, bound.grads, bound.buffers
         self.streams = bound.streams
+        self._bind_compute()
         n = self.layout.n_decay
         self._decay_params, self._decay_grads = self.params[:n], self.grads[:n]
         self.dropout_layers = [layer for _, layer in walk(self.root) if isinstance(layer, Dropout)]
         self._dense = [layer for _, layer in walk(self.root) if isinstance(layer, Dense)]
         return self
+
+    def _check_precision(self, precision: Any) -> Precision:
+        policy = as_precision(precision)
+        if policy.low:
+            if self.dtype_name != "float32":
+                raise ValueError(f"precision={policy.compute!r} keeps float32 master parameters: use dtype='float32' "
+                                 f"(got {self.dtype_name!r})")
+            try:
+                self.backend.dtype(policy.compute)
+            except ValueError:
+                raise ValueError(f"backend {self.backend.spec!r} has no {policy.compute}: use precision='float32' "
+                                 f"or a backend with {policy.compute} ("
+                                 f"{'torch' if policy.compute == 'bfloat16' else 'numpy, cupy or torch'})") from None
+        return policy
+
+    def _bind_compute(self) -> None:
+        """Bind the layers to float16/bfloat16 copies of the parameters and gradients (``cparams``,
+        ``cgrads``) under a low precision, else to the master arrays themselves."""
+        if self.precision.low:
+            cdtype = self.backend.dtype(self.precision.compute)
+            self.cparams = self.xp.astype(self.params, cdtype)
+            self.cgrads = self.xp.zeros_like(self.cparams)
+        else:
+            self.cparams = self.cgrads = None
+        bind_views(self.root, self.layout, self.ctx, self.params if self.cparams is None else self.cparams,
+                   self.grads if self.cgrads is None else self.cgrads, self.buffers)
+
+    def set_precision(self, precision: Any) -> None:
+        """Switch the compute precision ("float32", "float16", "bfloat16"); the parameters are kept."""
+        self.precision = self._check_precision(precision)
+        if self.n_inputs is not None:
+            self._bind_compute()
+
+    def _compute_input(self, X: Array) -> Array:
+        """Refresh the compute copy of the parameters (one cast) and cast X, under a low precision."""
+        if self.cparams is None:
+            return X
+        self.cparams[...] = self.xp.astype(self.params, self.cparams.dtype)
+        return self.xp.astype(X, self.cparams.dtype)
 
     def __getattr__(self, name: str) -> Any:  # only reached for attributes that do not exist yet
         if name in ("params", "grads", "buffers", "layout", "n_outputs", "output_layer", "dropout_layers"):
@@ -180,8 +224,9 @@ class Network:
         return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}".rstrip() for a, b, c in rows)
 
     def __repr__(self) -> str:
+        extra = f", precision={self.precision.compute!r}" if self.precision.low else ""
         return (f"Network({self.root.layers!r}, output={self.output!r}, seed={self.seed}, "
-                f"backend={self.backend.spec!r}, dtype={self.dtype_name!r})")
+                f"backend={self.backend.spec!r}, dtype={self.dtype_name!r}{extra})")
 
     # ------------------------------------------------------------------ data
     def as_input(self, X: Any, name: str = "X") -> Array:
@@ -194,8 +239,9 @@ class Network:
 
     # ------------------------------------------------------------------ forward / backward
     def logits(self, X: Any, training: bool = False) -> Array:
-        """The last layer's output z (before the output head), shape (n, n_outputs)."""
-        return self.root.forward(self.as_input(X), training)[0]
+        """The last layer's output z (before the output head), shape (n, n_outputs), in the network's dtype."""
+        z = self.root.forward(self._compute_input(self.as_input(X)), training)[0]
+        return z if z.dtype == self.dtype else self.xp.astype(z, self.dtype)
 
     def forward(self, X: Any, training: bool = False) -> Array:
         """Predictions: probabilities (sigmoid/softmax) or values (identity). Never modifies X;
@@ -215,21 +261,40 @@ class Network:
             return p[:, 0] if p.shape[1] == 1 else p
         return z
 
-    def train_step(self, X: Array, Y: Array, objective: Any, l2: Any = 0.0) -> tuple[Array, Array]:
+    def train_step(self, X: Array, Y: Array, objective: Any, l2: Any = 0.0,
+                   scale: float | None = None) -> tuple[Array, Array]:
         """Forward (training mode) and backward on a prepared batch; fills ``grads``.
 
         Returns (loss, logits): the batch loss from ``objective(z, Y)`` plus λ/2·Σ W² over the
-        parameters that take L2, λ = ``l2`` (or ``l2(batch rows)`` when callable).
+        parameters that take L2, λ = ``l2`` (or ``l2(batch rows)`` when callable). Under a low
+        precision, forward and backward run on the compute copies; the loss and d_logits are float32;
+        ``scale`` (loss scaling) multiplies d_logits and is divided out as the gradients land in
+        the float32 ``grads``.
         """
-        z, cache = self.root.forward(X, True)
-        value, dz = objective(z, Y)
-        self.root.backward(dz, cache)
+        if scale is None:
+            z, cache = self.root.forward(self._compute_input(X), True)
+            value, dz = objective(z, Y)
+            self._backward(dz, cache)
+        else:
+            with self.backend.overflow_allowed():  # an overflow only skips the step (see LossScaler)
+                z, cache = self.root.forward(self._compute_input(X), True)
+                value, dz = objective(z, Y)
+                self._backward(dz * scale, cache)
+                self.grads *= 1.0 / scale
         lam = l2(z.shape[0]) if callable(l2) else l2
         if callable(l2) or lam:
             penalty, grad = l2_penalty(self.xp, self._decay_params, lam)
             value = value + penalty
             self._decay_grads += grad
         return value, z
+
+    def _backward(self, dz: Array, cache: Any) -> None:
+        """Backward from d_logits; under a low precision through the compute copies, landing in ``grads``."""
+        if self.cgrads is None:
+            self.root.backward(dz, cache)
+            return
+        self.root.backward(self.xp.astype(dz, self.cgrads.dtype), cache)
+        self.grads[...] = self.xp.astype(self.cgrads, self.dtype)
 
     def loss_and_grads(self, X: Any, y: Any, loss: str | None = None,
                        l2: float = 0.0) -> tuple[Array, list[Array], list[Array]]:
@@ -284,9 +349,11 @@ class Network:
                 self.grads[...] = saved_grads
 
     def config(self) -> dict:
-        """What rebuilds this network (JSON): the layer list, output, seed, dtype, input width."""
+        """What rebuilds this network (JSON): the layer list, output, seed, dtype, input width (and the
+        compute precision when it is not float32)."""
+        extra = {"precision": self.precision.compute} if self.precision.low else {}
         return {"layers": [layer.config() for layer in self.root.layers], "output": self.output,
-                "seed": self.seed, "dtype": self.dtype_name, "n_inputs": self.n_inputs}
+                "seed": self.seed, "dtype": self.dtype_name, "n_inputs": self.n_inputs, **extra}
 
     def state_dict(self) -> dict:
         """Backend-neutral state: config, NumPy copies of every parameter and buffer (by name), counters."""
@@ -343,7 +410,8 @@ class Network:
         if not isinstance(layers, list):
             raise ValueError("a network config needs a list 'layers'")
         net = cls([layer_from_config(c) for c in layers], output=cfg.get("output", "auto"), seed=cfg.get("seed", 0),
-                  backend=backend, dtype=dtype or cfg.get("dtype", "float32"))
+                  backend=backend, dtype=dtype or cfg.get("dtype", "float32"),
+                  precision=cfg.get("precision", "float32"))
         if net.n_inputs is None and cfg.get("n_inputs") is not None:
             net.build(cfg["n_inputs"])
         return net

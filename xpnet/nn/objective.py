@@ -4,7 +4,9 @@ The network's last layer produces logits z; its output head (sigmoid, softmax or
 maps them to predictions. A loss fused with the head (binary cross-entropy with sigmoid,
 cross-entropy with softmax) goes straight from z: dz = (p - y)/n. Any other loss takes the
 head's outputs and its gradient goes back through the head: dz = head'(d loss / d out).
-Anything with ``objective(z, Y) -> (value, dz)`` can stand in (the estimators use their own).
+Logits from a float16/bfloat16 forward are taken to the targets' dtype (float32) first, so the
+loss and dz are float32. Anything with ``objective(z, Y) -> (value, dz)`` can stand in (the
+estimators use their own).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class Objective:
         self.per_row = 1 if self.output == "softmax" else None  # hits per row: 1, or one per output unit
 
     def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
+        z = self._wide(z, Y)
         if self._kernel is not None:
             return self._kernel(z, Y)
         if self.fused:
@@ -43,8 +46,13 @@ class Objective:
         value, dout = self.loss.fn(self.xp, out, Y)
         return value, self.head.backward(dout, cache)
 
+    def _wide(self, z: Array, Y: Array) -> Array:
+        """Logits of a low-precision forward, in the targets' (master) dtype: the loss is float32."""
+        return z if z.dtype == Y.dtype else self.xp.astype(z, Y.dtype)
+
     def value(self, z: Array, Y: Array) -> Array:
         """The loss alone (evaluation)."""
+        z = self._wide(z, Y)
         if self.fused:
             return self(z, Y)[0]
         return self.loss.fn(self.xp, self.head.forward(z)[0], Y)[0]

@@ -19,9 +19,12 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "OPTIMIZERS", "make_o
 
 class Optimizer:
     """Base class: ``step(params, grads)`` updates ``params`` in place; ``lr`` may be changed
-    between steps (schedules do). ``t`` counts the steps taken; state arrays live in ``state``."""
+    between steps (schedules do). ``t`` counts the steps taken; state arrays live in ``state``.
+    Optimizers that re-evaluate the loss (``needs_closure``, e.g. :class:`~xpnet.optim.LBFGS`) are
+    called ``step(params, grads, closure, loss)`` instead."""
 
     kernel: str | None = None  # name of an optional fused backend kernel for the update
+    needs_closure = False
 
     def __init__(self, lr: float):
         self.lr = check.real("lr", lr, 0.0, low_open=True)

@@ -35,7 +35,7 @@ __all__ = ["Checkpointer", "SignalCatcher", "catch_signals", "resume_state", "EP
 
 # The fit settings a resumed run must share with the saved one to continue it exactly.
 MUST_MATCH = ("loss", "l2", "batch_size", "shuffle", "validation_split", "seed", "clip_value", "clip_norm",
-              "n_train", "n_val", "schedule", "early_stopping", "patience", "min_delta", "restore_best")
+              "n_train", "n_val", "schedule", "early_stopping", "patience", "min_delta", "restore_best", "precision")
 # Where an epoch starts: no steps done yet (a resumed, interrupted epoch starts further on).
 EPOCH_START = types.MappingProxyType({"step_in_epoch": 0, "step_loss": [], "hits": 0, "time": 0.0})
 
@@ -173,6 +173,7 @@ def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> d
     if partial is not None:  # what the loop needs to finish the epoch (see EPOCH_START)
         partial = dict(partial, step_in_epoch=int(ck.meta["step_in_epoch"]))
     return {"history": history, "first_epoch": epochs if history.get("stopped_early") else ck.epoch,
+            "loss_scaler": ck.meta.get("loss_scaler"),
             "partial": partial, "best": math.inf if es.get("best") is None else float(es["best"]),
             "waited": int(es.get("waited", 0)),
             **{k: ck.device_copy(model, k) if k in ck.arrays else None for k in ("best_params", "best_buffers")}}

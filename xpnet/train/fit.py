@@ -10,7 +10,7 @@ from .._xp import device, fetch, namespace
 from ..checkpoint import as_checkpoint
 from ..nn import Network, Objective
 from ..nn.inputs import is_continuous
-from ..optim import Adam, Optimizer, Schedule, clip_by_norm, clip_by_value
+from ..optim import Adam, LossScaler, Optimizer, Schedule, clip_by_norm, clip_by_value
 from .callbacks import EarlyStopping, GradNorms, PrintProgress
 from .checkpointing import Checkpointer, catch_signals, resume_state
 from .diagnosing import Diagnostics
@@ -43,7 +43,7 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         train_accuracy: bool = True, verbose: bool = False, resume: Any = None, checkpoint: Any = None,
         checkpoint_every: int | None = None, keep_last: int | None = None,
         checkpoint_extra: dict | None = None, diagnostics: bool = False,
-        diagnostics_every: int | None = None) -> History:
+        diagnostics_every: int | None = None, precision: Any = None) -> History:
     """Train ``model`` (a :class:`~xpnet.Network` or :class:`~xpnet.MLP`) on (X, y) with mini-batch
     gradient descent; returns a :class:`History`.
 
@@ -70,6 +70,10 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     exploding gradients and dead units. At each epoch's end a NaN/inf in the step losses, parameters,
     gradients or optimizer state raises :class:`TrainingStopped` naming the step, epoch and arrays,
     after restoring the parameters copied at the epoch's start.
+
+    ``precision`` ("float32", "float16", "bfloat16"; default: the model's) sets the model's compute
+    precision (:mod:`xpnet.nn.precision`); float16 trains with dynamic loss scaling
+    (:class:`xpnet.optim.LossScaler`), recording ``history["loss_scale"]`` and ``["skipped_steps"]``.
     """
     if not isinstance(model, Network):
         raise ValueError(f"model must be an xpnet network (xpnet.Network or xpnet.MLP), got {type(model).__name__}")
@@ -89,6 +93,8 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     _same_source(X, y, "X", "y")
     if validation_data is not None:
         _same_source(*validation_data, "X_val", "y_val")
+    if precision is not None:
+        model.set_precision(precision)
     if ck is not None:
         ck.restore(model, optimizer=optimizer)  # parameters, buffers, RNG key and counters, optimizer state
         seed = ck.fit_config.get("seed") if seed is None else seed
@@ -104,7 +110,8 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
                   "validation_split": validation_split, "early_stopping": bool(early_stopping),
                   "patience": patience, "min_delta": min_delta, "restore_best": bool(restore_best),
                   "clip_value": clip_value, "clip_norm": clip_norm, "seed": seed, "n_train": n,
-                  "n_val": 0 if Xv is None else int(Xv.shape[0]), "schedule": _schedule_config(schedule)}
+                  "n_val": 0 if Xv is None else int(Xv.shape[0]), "schedule": _schedule_config(schedule),
+                  "precision": model.precision.compute}
     transforms = ([functools.partial(clip_by_value, c=check.real("clip_value", clip_value, 0.0, low_open=True))]
                   if clip_value is not None else [])
     if clip_norm is not None:
@@ -114,6 +121,11 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     resumed = resume_state(ck, model, fit_config, epochs) if ck is not None else {}
     if resumed:
         stopper.load_state(resumed["best"], resumed["waited"], resumed["best_params"], resumed["best_buffers"])
+    scaler = None
+    if model.precision.loss_scaling:
+        scaler = LossScaler(model.precision.init_scale, growth_interval=model.precision.growth_interval)
+        if resumed.get("loss_scaler"):
+            scaler.load_state(resumed["loss_scaler"])
     if checkpoint_extra is None and ck is not None:
         checkpoint_extra = ck.extra  # a resumed run keeps the saved extra unless given a new one
     with catch_signals(checkpoint is not None) as signals:
@@ -125,7 +137,7 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         trainer = Trainer(model, optimizer, objective, batch_size=batch_size, seed=seed, l2=l2, shuffle=bool(shuffle),
                           schedule=schedule, transforms=transforms,
                           callbacks=internal + list(callbacks) + saver, track_accuracy=train_accuracy,
-                          validation=None if Xv is None else (Xv, Yv), signals=signals)
+                          validation=None if Xv is None else (Xv, Yv), signals=signals, scaler=scaler)
         return trainer.run(Xd, Yd, epochs, first_epoch=resumed.get("first_epoch", 0),
                            history=resumed.get("history"), partial=resumed.get("partial"),
                            n_val=0 if Xv is None else int(Xv.shape[0]))

@@ -5,6 +5,12 @@ and d_logits) -> backward -> gradient transforms (clipping; an allreduce when di
 in-place optimizer update. The step's loss (and correct-prediction count) stay on the device.
 At the epoch's end everything the host needs — step losses, hits, validation sums, the guard's
 flag, whatever the callbacks ask for — crosses in **one** transfer; then the callbacks run.
+
+Sparse X (``backends.SparseRows``): each batch's rows are densified on the device; a batch of
+every row stays sparse (not permuted: a full batch's loss does not depend on row order) and the
+first layer, a Dense, multiplies it on the device. Optimizers with ``needs_closure`` (L-BFGS) also
+get a closure that re-evaluates the same batch with the same dropout masks, leaving dropout
+counters and buffers (BatchNorm running statistics) as the step's first evaluation left them.
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from .. import random as xrandom
-from .._xp import fetch
+from .._xp import fetch, is_sparse
+from ..nn import Dense, Sequential
 from .callbacks import CallbackList
 from .checkpointing import EPOCH_START, partial_epoch
 from .history import History
@@ -62,39 +69,66 @@ class Trainer:
     ``validation``: (X_val, Y_val) on the device, evaluated every epoch; ``signals``: an object
     whose ``signum`` (checked after every step) stops the epoch and calls ``on_interrupt``;
     ``on_step(loss)``: called with each step's loss (a device scalar), ends the run when it
-    returns True (for procedures such as the learning-rate finder that look at every step).
+    returns True (for procedures such as the learning-rate finder that look at every step);
+    ``scaler``: a :class:`~xpnet.optim.LossScaler` for float16 training (its scale and skipped steps
+    go into ``history["loss_scale"]`` and ``history["skipped_steps"]`` every epoch).
     """
 
     def __init__(self, model: Any, optimizer: Any, objective: Any, *, batch_size: int, seed: int,
                  l2: float | Callable[[int], Any] = 0.0, shuffle: bool = True, schedule: Any = None,
                  transforms: Sequence[Callable[[Array], Any]] = (), callbacks: Sequence[Any] = (),
                  track_accuracy: bool = True, validation: tuple[Array, Array] | None = None,
-                 signals: Any = None, on_step: Callable[[Array], bool] | None = None):
+                 signals: Any = None, on_step: Callable[[Array], bool] | None = None, scaler: Any = None):
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.batch_size, self.seed, self.l2, self.shuffle = batch_size, seed, l2, shuffle
         self.schedule, self.transforms, self.validation, self.signals = schedule, list(transforms), validation, signals
-        self.on_step = on_step
+        self.on_step, self.scaler = on_step, scaler
         self.track_accuracy = track_accuracy and model.output != "identity"
         self.callbacks = CallbackList(callbacks)
         self.fetched: dict[str, Any] = {}
         self.epoch_step_loss: list[float] = []
 
     def loop_state(self) -> dict:
-        """The state callbacks keep (early stopping), for checkpoints."""
-        return self.callbacks.state()
+        """The state the callbacks (early stopping) and the loss scaler keep, for checkpoints."""
+        state = self.callbacks.state()
+        if self.scaler is not None:
+            state["loss_scaler"] = self.scaler.state()
+        return state
 
     def _batches(self, X: Array, Y: Array, epoch: int, first_step: int):
         xp, n, bs = self.model.xp, X.shape[0], self.batch_size
+        sparse = is_sparse(X)
+        whole = sparse and bs >= n  # one sparse batch of every row: kept sparse (module docstring)
+        if whole:
+            _check_sparse_batch(self.model)
         # Each batch gathers its rows of the epoch's permutation: no shuffled copy of the dataset.
         perm = xrandom.permutation(xp, n, self.seed, xrandom.STREAMS["shuffle"], epoch,
-                                   self.model.backend.device) if self.shuffle else None
+                                   self.model.backend.device) if self.shuffle and not whole else None
         for i in range(first_step * bs, n, bs):
             stop = min(i + bs, n)
             if perm is None:
-                yield i, X[i:stop, ...], Y[i:stop, ...]
+                yield i, X if whole else X[i:stop, ...], Y[i:stop, ...]
             else:
                 rows = perm[i:stop]
-                yield i, xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                yield i, X.take(rows) if sparse else xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+
+    def _closure(self, xb: Array, yb: Array, counters: list[int]) -> Callable[[], Array]:
+        """The loss (and, into the model's gradients, its gradient with the transforms applied) at the
+        current parameters on batch (xb, yb), drawing the dropout masks of dropout counters ``counters``
+        (the step's first evaluation's) and leaving counters and buffers as they are."""
+        model = self.model
+        if self.scaler is not None:
+            raise ValueError(f"{type(self.optimizer).__name__} re-evaluates the loss and cannot train with loss "
+                             f"scaling: use float32 or float64 precision")
+
+        def closure() -> Array:
+            with model.frozen_state(grads=False):
+                model.counters = counters
+                value, _ = model.train_step(xb, yb, self.objective, self.l2)
+                for transform in self.transforms:
+                    transform(model.grads)
+            return value
+        return closure
 
     def run(self, X: Array, Y: Array, epochs: int, *, first_epoch: int = 0, history: History | None = None,
             partial: dict | None = None, n_val: int = 0) -> History:
@@ -111,16 +145,23 @@ class Trainer:
                                     "initial_epoch": first_epoch})
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
+            self._skipped_before = 0 if self.scaler is None else self.scaler.skipped
             cbs.call("on_epoch_begin", epoch)
             done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
             losses, hits = [], []
             for i, xb, yb in self._batches(X, Y, epoch, done["step_in_epoch"]):
                 if self.schedule is not None:
                     opt.lr = self.schedule(opt.t)
-                value, z = model.train_step(xb, yb, objective, self.l2)
-                for transform in self.transforms:
-                    transform(model.grads)
-                opt.step(model.params, model.grads)
+                scaler = self.scaler
+                counters = model.counters if opt.needs_closure else None
+                value, z = model.train_step(xb, yb, objective, self.l2, None if scaler is None else scaler.scale)
+                if scaler is None or scaler.update(model.grads):  # float16: a step with inf/NaN gradients is skipped
+                    for transform in self.transforms:
+                        transform(model.grads)
+                    if opt.needs_closure:
+                        opt.step(model.params, model.grads, self._closure(xb, yb, counters), value)
+                    else:
+                        opt.step(model.params, model.grads)
                 losses.append(value)
                 if self.track_accuracy:
                     hits.append(objective.hits(z, yb))
@@ -174,6 +215,9 @@ class Trainer:
         history["val_loss"].append(val_loss)
         history["val_accuracy"].append(val_acc)
         history["time"].append(done["time"] + time.perf_counter() - t0)
+        if self.scaler is not None:
+            history.setdefault("loss_scale", []).append(self.scaler.scale)
+            history.setdefault("skipped_steps", []).append(self.scaler.skipped - self._skipped_before)
         return {k: history[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")}
 
     def _l2_value(self) -> float:
@@ -185,3 +229,13 @@ class Trainer:
         host = fetch(xp, parts, xp.float64)
         partial = partial_epoch(done, host[0], int(host[1][0]) if hits else 0, t0)
         self.callbacks.call("on_interrupt", epoch, steps_done, partial)
+
+
+def _check_sparse_batch(model: Any) -> None:
+    """A sparse full batch enters the network's first layer, which must multiply it: a Dense."""
+    first = model.root
+    while isinstance(first, Sequential):
+        first = first.layers[0]
+    if not isinstance(first, Dense):
+        raise ValueError(f"a sparse X trained as one batch of every row goes straight into the first layer, "
+                         f"which must then be a Dense layer (got {first!r}): use a smaller batch_size")
