@@ -28,11 +28,11 @@ from .dense import Dense
 from .dropout import Dropout
 from .binding import bind_tree, bind_views
 from .layer import Layer, layer_from_config
-from .layout import walk
+from .layout import Layout, walk
 from .losses import l2_penalty
 from .precision import Precision, as_precision
 
-__all__ = ["Network", "network_from_config", "OUTPUTS", "DTYPES"]
+__all__ = ["Network", "network_from_config", "config_layout", "OUTPUTS", "DTYPES"]
 
 OUTPUTS = ("sigmoid", "softmax", "identity")
 DTYPES = ("float32", "float64")
@@ -324,14 +324,10 @@ class Network:
 
     @counters.setter
     def counters(self, values: Sequence[int]) -> None:
-        """One counter per Dropout layer, or one per Dropout layer with p > 0 (states saved before p = 0
-        layers existed: their counters never move)."""
-        values, layers = list(values), self.dropout_layers
-        if len(values) != len(layers):
-            layers = [layer for layer in layers if layer.p > 0.0]
-        if len(values) != len(layers):
+        values = list(values)
+        if len(values) != len(self.dropout_layers):
             raise ValueError(f"{len(values)} dropout counters for {len(self.dropout_layers)} Dropout layers")
-        for layer, c in zip(layers, values):
+        for layer, c in zip(self.dropout_layers, values):
             layer.counter = check.integer("dropout counter", c, low=0)
 
     @contextlib.contextmanager
@@ -398,6 +394,17 @@ class Network:
         return isinstance(cfg.get("layers"), list)
 
     @classmethod
+    def layers_from_config(cls, cfg: dict) -> list[Layer]:
+        """The (unbuilt) layers a config of this class or a subclass describes; nothing is allocated."""
+        for sub in cls.__subclasses__():
+            if sub.recognizes(cfg):
+                return sub.layers_from_config(cfg)
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError("a network config needs a list 'layers'")
+        return [layer_from_config(c) for c in layers]
+
+    @classmethod
     def from_config(cls, cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> "Network":
         """A network from ``config()`` output; ``Network.from_config`` hands a subclass's config (an
         MLP's, with ``sizes``) to that subclass. Never unpickles."""
@@ -451,6 +458,21 @@ def _input_width(layer: Layer) -> int | None | type(Ellipsis):
         if hasattr(layer, attr):
             return getattr(layer, attr)
     return Ellipsis
+
+
+def config_layout(cfg: Any) -> tuple[Sequential, Layout]:
+    """The built layer tree and :class:`Layout` a network config describes, without allocating any array
+    (so a config from a file can be sized before it is built). ValueError if it cannot be built."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"a network config must be a JSON object, got {type(cfg).__name__}")
+    root = Sequential(Network.layers_from_config(cfg))
+    width = cfg.get("n_inputs")
+    width = _input_width(root) if width is None else width
+    if not isinstance(width, int) or isinstance(width, bool):
+        raise ValueError("the config leaves the input width open (no n_inputs and no n_in on the first layer)")
+    if root.build(check.integer("n_inputs", width, low=1)) is None:
+        raise ValueError("the network's output width is unknown: give the last Dense its n_out")
+    return root, Layout(root)
 
 
 def network_from_config(cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> Network:
