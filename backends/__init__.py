@@ -20,8 +20,10 @@ from typing import Any
 import array_api_compat
 
 from ._base import Backend, BackendUnavailable, to_numpy
+from ._sparse import SparseRows, is_sparse, sparse_rows
 
-__all__ = ["Backend", "BackendUnavailable", "available", "fast_path", "get", "to_numpy"]
+__all__ = ["Backend", "BackendUnavailable", "SparseRows", "available", "fast_path", "get", "is_sparse",
+           "sparse_rows", "to_numpy"]
 
 NAMES = ("numpy", "strict", "torch", "cupy")
 _ALIASES = {"array_api_strict": "strict", "array-api-strict": "strict"}

@@ -24,6 +24,10 @@ ROOT = os.path.dirname(HERE)
 for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
+if __name__ == "__main__":  # Ctrl-C or SIGTERM while the libraries below import: one line, 130 / 143
+    from _cli.startup import stop_on_signals
+
+    stop_on_signals()
 
 import numpy as np  # noqa: E402
 
@@ -124,7 +128,19 @@ def _main(argv: list[str] | None) -> int:
     write_json(os.path.join(args.out, "parity.json"), report)
     _plot(rows, tol, args, os.path.join(args.out, "parity.png"))
     print(_table(rows, tol, args, models[0], steps, passed))
+    _write_report(args.out)
     return 0 if passed else 1
+
+
+def _write_report(out: str) -> None:
+    """report.html (Bokeh, imported only here); a failure costs the report, never the results: one line."""
+    try:
+        from _cli.html_report import write_report
+
+        write_report(out)
+    except Exception as exc:  # noqa: BLE001 - parity.json and parity.png are written already
+        print(f"note: report.html not written ({type(exc).__name__}: {' '.join(str(exc).split())}); write it later "
+              f"with: python scripts/report.py {out}", file=sys.stderr)
 
 
 def _masks(model: xpnet.Network, args: argparse.Namespace, prep: Prepared) -> list[np.ndarray]:

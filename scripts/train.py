@@ -8,8 +8,9 @@ With no flags: the tutorials' make_moons problem (1000 samples, noise 0.2), an M
 Outputs (in --out, default runs/<dataset>-<backend>-<timestamp>/): config.json, history.csv,
 history.json, metrics.json, model.npz + model.json (reload with
 scripts/_cli/runmodel.load_run_model), split.npz (row indices of the splits), and PNG plots
-(loss.png, accuracy.png, grad_norms.png, decision_boundary.png for 2-D inputs), and
-checkpoint.npz (the whole training state, xpnet.checkpoint format).
+(loss.png, accuracy.png, grad_norms.png, decision_boundary.png for 2-D inputs),
+checkpoint.npz (the whole training state, xpnet.checkpoint format) and report.html (all of it on
+one interactive page; scripts/report.py rewrites it).
 
 Checkpoints and resuming: checkpoint.npz is written at the end and when SIGINT (Ctrl-C) or
 SIGTERM stops the run; --checkpoint-every N also writes checkpoint-NNNN.npz (NNNN: epochs
@@ -24,9 +25,11 @@ another backend it matches to float tolerance. The outputs go to a new run folde
 and the history includes the epochs before the resume.
 
 Exit status: 0 done (also: resuming a run that is already complete); 1 training diverged;
-2 bad input (including an unreadable or mismatched --resume checkpoint); 130 interrupted by
-Ctrl-C, 143 by SIGTERM: the current step finishes, the checkpoint and what exists so far are
-saved, and the message gives the command that resumes the run.
+2 bad input (including an unreadable or mismatched --resume checkpoint, or an --out that cannot be
+written); 3 an output could not be written during or after training (disk full, no permission: what
+was written is kept, the message names what was not); 130 interrupted by Ctrl-C, 143 by SIGTERM
+(at any moment; during training the current step finishes, the checkpoint and what exists so far
+are saved, and the message gives the command that resumes the run).
 """
 from __future__ import annotations
 
@@ -46,23 +49,28 @@ ROOT = os.path.dirname(HERE)
 for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
+if __name__ == "__main__":  # Ctrl-C or SIGTERM while the libraries below import: one line, 130 / 143
+    from _cli.startup import stop_on_signals
+
+    stop_on_signals()
 
 import backends  # noqa: E402
 import numpy as np  # noqa: E402
 import xpnet  # noqa: E402
-from _cli.args import (ArgumentParser, CLIError, explicit_args, positive_int, run_cli, script_entry,  # noqa: E402
-                       signal_name)
+from _cli.args import (ArgumentParser, CLIError, check_saved_settings, explicit_args, positive_int,  # noqa: E402
+                       run_cli, script_entry, signal_name)
 from _cli.data import DATASETS, add_data_args, data_fingerprint, dataset_label, load_dataset  # noqa: E402
-from _cli.model import (add_model_args, build_model, check_fits, check_model_args, dense_labels,  # noqa: E402
-                        describe)
+from _cli.model import (MLP_FLAGS, add_model_args, build_model, check_fits, check_model_args,  # noqa: E402
+                        dense_labels, describe)
 from _cli.plots import plot_accuracy, plot_decision_boundary, plot_grad_norms, plot_loss  # noqa: E402
 from _cli.prepare import Prepared, Standardizer, prepare, prepare_from_args  # noqa: E402
 from _cli.report import compute_metrics, fmt, history_csv, history_record, hp  # noqa: E402
 from _cli.runfolder import (copy_file, default_out_dir, environment, make_out_dir, sigint_ignored,  # noqa: E402
-                            write_npz)
+                            write_failed, write_npz)
 from _cli.runmodel import RunModel, save_model  # noqa: E402
 from _cli.training import Progress, add_training_args, check_training_args, fit_kwargs, steps_per_epoch  # noqa: E402
 from xpnet import checkpoint as ckpt  # noqa: E402
+from xpnet.io.npzfile import read_npz  # noqa: E402
 from xpnet.io.atomic import write_json, write_text  # noqa: E402
 
 EXAMPLES = """examples:
@@ -220,8 +228,12 @@ def _main(argv: list[str] | None) -> int:
             if ck is not None and saved["schedule_note"]:
                 print(saved["schedule_note"], file=sys.stderr)
                 warnings.filterwarnings("ignore", message="resuming .* with settings that differ")
-            history = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress],
-                                record_grad_norms=True, checkpoint_extra=extra, **saving, **kwargs)
+            if ck is not None and saved["complete"]:  # nothing to train: the state the run ended with
+                history = xpnet.History(ck.history)
+                ck.restore(model, best=True)
+            else:
+                history = xpnet.fit(model, prep.X["train"], prep.y["train"], callbacks=[progress],
+                                    record_grad_norms=True, checkpoint_extra=extra, **saving, **kwargs)
         backend.synchronize()
     except KeyboardInterrupt as exc:  # ckpt.Interrupted, or a second signal / one outside a step
         progress.close()
@@ -245,6 +257,11 @@ def _main(argv: list[str] | None) -> int:
               f"saved config.json, history.csv, history.json, the model and the training state at that point to "
               f"{out}{how}", file=sys.stderr)
         return 128 + signum
+    except OSError as exc:  # a checkpoint could not be written (disk full, ...): save what can be, exit 3
+        progress.close()
+        record = history_record(progress.partial_history(), steps, interrupted=True)
+        return write_failed(exc, out, [lambda: _save_history(out, record), lambda: save_model(out, run)],
+                            f"after {record['epochs_run']} of {args.epochs} epochs")
     except xpnet.TrainingStopped as exc:
         progress.close()
         _save_history(out, history_record(exc.history, steps))
@@ -281,6 +298,7 @@ def _main(argv: list[str] | None) -> int:
         plot_decision_boundary(run, prep.data.X, prep.data.X[test], prep.data.y[test],
                                path("decision_boundary.png"), feature_names=prep.data.feature_names)
         files.append("decision_boundary.png")
+    files += _write_report(out, run, prep)
 
     print(_summary(args, backend, prep, model, config, record, metrics, fit_seconds,
                    time.perf_counter() - t_start, out, files, ck))
@@ -319,9 +337,10 @@ def _run_settings(ck: ckpt.Checkpoint) -> dict | None:
     try:
         with open(os.path.join(os.path.dirname(os.path.abspath(ck.path)), "config.json"), encoding="utf-8") as f:
             config = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return dict(config["settings"]) if config.get("script") == "train.py" and "settings" in config else None
+    ok = isinstance(config, dict) and config.get("script") == "train.py" and isinstance(config.get("settings"), dict)
+    return dict(config["settings"]) if ok else None
 
 
 def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> dict:
@@ -336,10 +355,11 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
         raise CLIError(f"checkpoint {ck.path!r}: was not written by scripts/train.py (it holds no dataset "
                        f"settings or input standardization); continue it in Python with "
                        f"xpnet.fit(..., resume=path)")
+    check_saved_settings(build_parser(), settings, f"checkpoint {ck.path!r}: its saved flag", nullable=MLP_FLAGS)
     cfg = ck.model_config
-    fixed = {"arch": None, **settings, "dtype": cfg["dtype"]}
+    fixed = {"arch": None, **settings, "dtype": cfg.get("dtype", "float32")}
     if "sizes" in cfg:  # an MLP (also in checkpoints of train.py before --batchnorm, --residual and --arch)
-        fixed.update(hidden=list(cfg["sizes"][1:-1]), activation=cfg["activation"],
+        fixed.update(hidden=list(cfg["sizes"][1:-1]), activation=cfg.get("activation", "relu"),
                      batchnorm=bool(cfg.get("batchnorm")), residual=bool(cfg.get("residual")))
         drop = cfg.get("dropout")
         if isinstance(drop, list) and drop and len(set(drop)) == 1:
@@ -393,10 +413,13 @@ def _resume_args(args: argparse.Namespace, given: dict, ck: ckpt.Checkpoint) -> 
 
 def _saved_split(ck: ckpt.Checkpoint) -> dict | None:
     """The row indices of the run's splits: split.npz beside the checkpoint, if it is there and readable."""
-    try:
-        with np.load(os.path.join(os.path.dirname(os.path.abspath(ck.path)), "split.npz"), allow_pickle=False) as z:
-            idx = {k: z[k] for k in ("train", "val", "test")}
-    except (OSError, ValueError, KeyError):
+    data = ck.extra.get("data") if isinstance(ck.extra, dict) else None
+    n = data.get("n_samples") if isinstance(data, dict) else None
+    try:  # the checked reader: a regular file, no pickles, at most the bytes of three index arrays over the data
+        arrays = read_npz(os.path.join(os.path.dirname(os.path.abspath(ck.path)), "split.npz"),
+                          max_bytes=24 * n if isinstance(n, int) and n > 0 else None)
+        idx = {k: arrays[k] for k in ("train", "val", "test")}
+    except (ValueError, KeyError):
         return None
     return idx if all(v.dtype.kind in "iu" and v.ndim == 1 for v in idx.values()) else None
 
@@ -409,10 +432,11 @@ def _prepare_resumed(args: argparse.Namespace, ck: ckpt.Checkpoint, saved: dict)
     if fingerprint and data_fingerprint(data) != fingerprint:
         raise CLIError(f"--resume {ck.path}: the data in {args.dataset} is not the data the checkpoint was "
                        f"trained on (it changed since, or --dataset names other data)")
-    scaler = Standardizer.from_json(extra["standardize"])
+    scaler = Standardizer.from_json(extra["standardize"], f"checkpoint {ck.path!r}: extra.standardize")
     ts = extra.get("target_standardize")
     prep = prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed, idx=_saved_split(ck),
-                   scaler=scaler, target_scaler=Standardizer.from_json(ts) if ts else None)
+                   scaler=scaler, target_scaler=Standardizer.from_json(
+                       ts, f"checkpoint {ck.path!r}: extra.target_standardize") if ts else None)
     check = Standardizer.fit(data.X[prep.idx["train"]])  # the same training rows give the saved statistics
     same = check.mean.shape == scaler.mean.shape and np.allclose(check.mean, scaler.mean, rtol=1e-9, atol=1e-12) \
         and np.allclose(check.std, scaler.std, rtol=1e-9, atol=1e-12)
@@ -459,6 +483,19 @@ def _resume_command(checkpoint: str) -> str:
     if script.startswith(".."):
         script = os.path.abspath(__file__)
     return f"python {shlex.quote(script)} --resume {shlex.quote(checkpoint)}"
+
+
+def _write_report(out: str, run: RunModel, prep: Prepared) -> list[str]:
+    """report.html (Bokeh, imported only here); a failure costs the report, never the run: one line."""
+    try:
+        from _cli.html_report import write_report
+
+        write_report(out, run, prep)
+        return ["report.html"]
+    except Exception as exc:  # noqa: BLE001 - everything else of the run is saved already
+        print(f"note: report.html not written ({type(exc).__name__}: {' '.join(str(exc).split())}); the run is saved; "
+              f"write it later with: python scripts/report.py {shlex.quote(out)}", file=sys.stderr)
+        return []
 
 
 def _save_history(out: str, record: dict) -> list[str]:

@@ -156,11 +156,16 @@ def test_resume_twice_and_past_the_end(tmp_path):
     h = xpnet.fit(m, X, y, epochs=6, batch_size=16, resume=ckpt.load(tmp_path / "c.npz"))
     assert_equal(m.params, full.params)
     _same_history(h, h_full)
-    # a finished run: nothing left to do, the state is restored as saved
-    m2 = _model()
-    h2 = xpnet.fit(m2, X, y, epochs=6, batch_size=16, resume=ckpt.save(tmp_path / "d.npz", m, None, h, epoch=6))
-    assert_equal(m2.params, full.params)
-    _same_history(h2, h_full)
+    # a total at or below the epochs completed would train nothing: an error that says so, the model untouched
+    done = ckpt.save(tmp_path / "d.npz", m, None, h, epoch=6)
+    for total in (6, 4):
+        m2 = _model(seed=11)
+        before = to_numpy(m2.params).copy()
+        with pytest.raises(ValueError) as info:
+            xpnet.fit(m2, X, y, epochs=total, batch_size=16, resume=done)
+        assert f"epochs={total} but {done} has completed 6 epochs" in str(info.value)
+        assert_equal(m2.params, before)
+    assert_equal(ckpt.load(done).restore()[0].params, full.params)  # the saved state itself
 
 
 PAIRS = [("numpy", "strict:device1"), ("strict:device1", "numpy"), ("numpy", "torch:cpu"), ("torch:cpu", "numpy")]
@@ -423,8 +428,17 @@ def test_sigkill_never_leaves_a_torn_checkpoint(tmp_path):
             assert logged.get(state.epoch) == {digest}
             assert len(state.history["loss"]) == state.epoch
     assert found >= 15 and max(logged) > 20
-    print(f"{found} kills found a checkpoint; {max(logged)} epochs; "
-          f"{len(list(tmp_path.glob('.c.npz.*.tmp')))} writes cut short")
+    cut_short = list(tmp_path.glob(".c.npz.*.tmp"))
+    # The next successful save in the folder removes the temporary files of writers that no longer run
+    # (one planted for the last killed process, so the check cannot pass vacuously) and keeps a live one's.
+    planted = tmp_path / f".c.npz.xpnet-{proc.pid}-planted.tmp"
+    planted.write_bytes(b"half a checkpoint")
+    alive = tmp_path / f".c.npz.xpnet-{os.getppid()}-writing.tmp"
+    alive.write_bytes(b"another process is writing this")
+    ckpt.save(ck, ckpt.load(ck).restore()[0])
+    assert sorted(tmp_path.glob(".*.tmp")) == [alive], "temporary files of killed writers remain"
+    print(f"{found} kills found a checkpoint; {max(logged)} epochs; {len(cut_short)} writes cut short, "
+          f"all removed by the next save")
 
 
 # ------------------------------------------------------------------------------------------ load errors

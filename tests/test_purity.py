@@ -55,6 +55,12 @@ def test_xpnet_imports_no_array_library() -> None:
     assert not found, "xpnet/ must use only the array API (via backends):\n" + "\n".join(found)
 
 
+def test_xpnet_imports_no_sparse_library() -> None:
+    """Sparse input reaches xpnet/ only as backends.SparseRows: SciPy and cupyx stay in backends/."""
+    found = _scan("xpnet", {"scipy", "cupyx"})
+    assert not found, "xpnet/ must reach sparse matrices only through backends:\n" + "\n".join(found)
+
+
 def test_backends_do_not_import_xpnet() -> None:
     assert (ROOT / "backends" / "__init__.py").is_file()
     found = _scan("backends", {"xpnet"})

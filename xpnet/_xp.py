@@ -20,6 +20,11 @@ def device(x: Array) -> Any:
     return array_api_compat.device(x)
 
 
+def is_sparse(x: Any) -> bool:
+    """Whether ``x`` is sparse input (a SciPy sparse matrix, or one held on a device: ``backends.SparseRows``)."""
+    return backends.is_sparse(x)
+
+
 def has_unsigned_arithmetic(xp: Any) -> bool:
     """Whether ``xp`` supports +, *, >> and comparisons on uint32 on every device.
 

@@ -23,8 +23,10 @@ File format (``FORMAT_VERSION`` 2), a zip of ``.npy`` members (:mod:`xpnet.io.np
   ``best_buffers`` (early stopping's best epoch).
 
 Format 1 files (an MLP's ``model.W{i}``/``model.b{i}`` members) still load. Writing is atomic
-(:mod:`xpnet.io.atomic`); reading checks every member, so a damaged file is reported, not
-half-loaded. Resuming a run and catching signals are the training loop's side
+(:mod:`xpnet.io.atomic`); reading treats the file as hostile: every metadata field is checked
+against :mod:`xpnet.io.schema` and every member's header against the declared layout before any
+data is read, within a memory cap, so a damaged or crafted file is one :class:`CheckpointError`
+line, never half-loaded. Resuming a run and catching signals are the training loop's side
 (:mod:`xpnet.train.checkpointing`).
 """
 from __future__ import annotations
@@ -40,7 +42,8 @@ import backends as _backends
 from . import optim as _optim
 from ._version import __version__
 from .io.atomic import atomic_write
-from .io.npzfile import CheckpointError, json_default, read_npz, write_npz
+from .io import schema
+from .io.npzfile import Archive, CheckpointError, json_default, write_npz
 from .nn import Dense, Network, Sequential, network_from_config, walk
 from .nn.network import legacy_counters
 from .nn.mlp import mlp_layers
@@ -124,26 +127,24 @@ def save(path: Any, model: Network, optimizer: _optim.Optimizer | None = None, h
 
 # ---------------------------------------------------------------------------------------- load
 def load(path: Any) -> "Checkpoint":
-    """Read a checkpoint file into host memory (no backend needed); raises :class:`CheckpointError`."""
+    """Read a checkpoint file into host memory (no backend needed); raises :class:`CheckpointError`.
+
+    Every metadata field is checked against :mod:`xpnet.io.schema` before any array is read, and
+    every member's header against the declared layout before its data."""
     path = os.fspath(path)
-    arrays = read_npz(path)
-    raw = arrays.pop(_META, None)
-    if raw is None:
-        raise CheckpointError(path, "is not an xpnet checkpoint (an .npz without __meta__)")
-    try:
-        meta = json.loads(bytes(_backends.to_numpy(raw)).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(path, "is corrupted (its __meta__ is not JSON)") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(path, "is not an xpnet checkpoint (an .npz with a foreign __meta__)")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(path, f"was written by xpnet {meta.get('xpnet_version')} in checkpoint format "
-                                    f"{version}; this xpnet ({__version__}) reads formats up to {FORMAT_VERSION}: "
-                                    f"upgrade xpnet")
-    missing = [a for a in meta.get("arrays", []) if a not in arrays]
-    if missing:
-        raise CheckpointError(path, f"is corrupted: arrays {missing} are missing")
+    with Archive(path) as archive:
+        if _META not in archive.members:
+            raise CheckpointError(path, "is not an xpnet checkpoint (an .npz without __meta__)")
+        meta = schema.parse_meta(path, archive, _META)
+        plan = schema.check(path, meta, set(archive.members) - {_META}, FORMAT, FORMAT_VERSION, __version__)
+        arrays = {}
+        for name, (shape, dtype) in plan.members.items():
+            member = archive.header(name)
+            if member.shape != shape or member.dtype != dtype:
+                raise CheckpointError(path, f"member {name!r} is {member.dtype} of shape {member.shape}, its "
+                                            f"__meta__ declares {dtype} of shape {shape}")
+            arrays[name] = archive.read(member)
+    schema.check_values(path, arrays, plan)
     return Checkpoint(meta, arrays, path)
 
 
@@ -241,14 +242,15 @@ class Checkpoint:
         return npx.concat(parts) if parts else npx.zeros((0,))
 
     def restore(self, model: Network | None = None, backend: Any = "numpy", optimizer: Any = None,
-                dtype: str | None = None) -> tuple[Network, _optim.Optimizer | None]:
+                dtype: str | None = None, best: bool = False) -> tuple[Network, _optim.Optimizer | None]:
         """(model, optimizer) with the saved state, on any backend and device.
 
         ``model``: load into this network (same architecture, else :class:`CheckpointError`; its
         backend is used and its dtype kept) or None to build one on ``backend`` (in the saved dtype
         unless ``dtype``). ``optimizer``: load the saved step count and state into this optimizer
         (same class; its own hyperparameters are kept) or None to rebuild the saved one (None if
-        none was saved). The seed, dropout counters and buffers are restored.
+        none was saved). The seed, dropout counters and buffers are restored. ``best``: then put back
+        early stopping's best parameters and buffers if the file holds them (what a finished run ends with).
         """
         cfg = self.meta["model"]
         if model is None:
@@ -270,6 +272,9 @@ class Checkpoint:
                 raise self._error(f"member 'buffers' has shape {tuple(buf.shape)}, the model has "
                                   f"{model.layout.n_buffers} buffer values")
             model.buffers[...] = model.xp.astype(model.backend.asarray(buf), model.dtype)
+        for name, flat in (("best_params", model.params), ("best_buffers", model.buffers)) if best else ():
+            if name in self.arrays:
+                flat[...] = self.device_copy(model, name)
         try:
             saved = self.meta.get("dropout_counters") or [0] * len(model.dropout_layers)
             model.counters = legacy_counters(model.dropout_layers, saved) if self.format_version == 1 else saved

@@ -1,7 +1,8 @@
 """What scripts/train.py and scripts/parity.py share (not part of the library), one concern per module.
 
+- :mod:`.startup`: the handlers a script installs before its heavy imports (a signal then is one line too).
 - :mod:`.args`: argument parsing and value types, CLIError, running a script (one-line errors, exit
-  statuses, signals).
+  statuses, signals), checking flag values saved in a checkpoint.
 - :mod:`.data`: datasets (built-in, CSV, NPZ) and their flags.
 - :mod:`.prepare`: task detection, splits, standardization (:class:`~.prepare.Prepared`).
 - :mod:`.model`: the network from the model flags or ``--arch``, and its description.
@@ -9,7 +10,11 @@
 - :mod:`.runmodel`: the saved model (model.npz + model.json) and loading it back.
 - :mod:`.report`: metrics, history records, number formatting.
 - :mod:`.plots`: matplotlib figures.
-- :mod:`.runfolder`: the output folder, its files (written through :mod:`xpnet.io.atomic`), environment.
+- :mod:`.runfolder`: the output folder (tried before training), its files (written through
+  :mod:`xpnet.io.atomic`), environment, and what a failed write leaves.
+- :mod:`.rundata`: a run folder read back (its JSON files, its data) for the pages.
+- :mod:`.viz_data`: the visualizer's numbers, from xpnet's own layers; :mod:`.html_report`: report.html
+  (Bokeh); :mod:`.pages`: templates (``templates/``) filled with inline data.
 
 The scripts put the repository root and ``scripts/`` on ``sys.path`` before importing this package.
 """

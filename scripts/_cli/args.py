@@ -1,7 +1,8 @@
 """Parsing flags, and running a script: every user error is one ``error: ...`` line and exit status 2.
 
 A user error is a :class:`CLIError`, or a ``ValueError`` / ``backends.BackendUnavailable`` from the
-library; :func:`run_cli` prints it as one line. Ctrl-C and SIGTERM stop with 130 / 143.
+library; :func:`run_cli` prints it as one line. Ctrl-C and SIGTERM stop with 130 / 143, an output
+that cannot be written with 3 (:data:`WRITE_FAILED`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import backends
+
+from .startup import signal_name, stopped_line  # noqa: F401 - signal_name: the scripts import it from here
+
+
+WRITE_FAILED = 3  # exit status: an output could not be written (disk full, no permission)
 
 
 class CLIError(Exception):
@@ -104,6 +110,36 @@ def explicit_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -
             a.default = d
 
 
+def check_saved_settings(parser: argparse.ArgumentParser, settings: dict, where: str,
+                         nullable: Sequence[str] = ()) -> None:
+    """CLIError unless every saved flag value (``settings``: dest -> value, e.g. from a checkpoint) is one
+    the flag itself accepts: a bool for a switch, one of its choices, a value its type parses back to the
+    same value, a string for a plain flag; None where the default is None or the flag is in ``nullable``."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    for dest, value in settings.items():
+        a = actions.get(dest)
+        if a is None:
+            continue
+        flag = a.option_strings[-1]
+        if value is None:
+            ok = a.default is None or dest in nullable
+        elif a.nargs == 0:  # a switch: store_true / store_false
+            ok = isinstance(value, bool)
+        elif a.choices is not None:
+            ok = isinstance(value, str) and value in a.choices
+        elif a.type is not None:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            try:
+                ok = not isinstance(value, (bool, dict)) and a.type(text) == value
+            except (argparse.ArgumentTypeError, ValueError, TypeError):
+                ok = False
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise CLIError(f"{where} {flag} is {shown}, which {flag} does not accept")
+
+
 # ---------------------------------------------------------------- running a script
 class Terminated(KeyboardInterrupt):
     """SIGTERM outside a training step (the scripts' handler raises it): handled like Ctrl-C, exit 143."""
@@ -113,10 +149,6 @@ class Terminated(KeyboardInterrupt):
 
 def _terminated(signum: int, frame: Any) -> None:
     raise Terminated("SIGTERM")
-
-
-def signal_name(signum: int) -> str:
-    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def error_line(exc: BaseException) -> str:
@@ -129,7 +161,8 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
     CLIError, backends.BackendUnavailable and ValueError (which the library raises for bad
     arguments) -> 2; argparse's exits (--help, usage errors) -> their status; a
-    KeyboardInterrupt not handled by ``main`` -> 130 (143 for :class:`Terminated`, i.e. SIGTERM).
+    KeyboardInterrupt not handled by ``main`` -> 130 (143 for :class:`Terminated`, i.e. SIGTERM); an
+    OSError (an output that could not be written: disk full, no permission) -> :data:`WRITE_FAILED`.
     Set XPNET_DEBUG=1 to get the traceback instead.
     """
     debug = os.environ.get("XPNET_DEBUG", "") not in ("", "0")
@@ -143,19 +176,34 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         print(error_line(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
-        print(f"interrupted ({signal_name(signum)}): stopped", file=sys.stderr)
-        return 128 + signum
+        return _stopped(exc)
+    except OSError as exc:  # reading input is checked where it happens: this is an output that could not be saved
+        if debug:
+            raise
+        what = os.path.basename(exc.filename) if exc.filename else "an output file"
+        print(f"error: could not save {what} ({exc.strerror or exc}); the files written before it are kept",
+              file=sys.stderr)
+        return WRITE_FAILED
+
+
+def _stopped(exc: BaseException) -> int:
+    signum = int(getattr(exc, "signum", 0) or signal.SIGINT)
+    print(stopped_line(signum), file=sys.stderr)
+    return 128 + signum
 
 
 def script_entry(main: Callable[[list[str] | None], int]) -> None:
     """``if __name__ == "__main__"`` body: Ctrl-C raises KeyboardInterrupt even when a parent
     started us with SIGINT ignored, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt: the
     same clean stop, exit status 143), then exit with main's status."""
-    with contextlib.suppress(ValueError, OSError):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, _terminated)
-    # A diverging run overflows (NumPy warns at every op); fit reports it as TrainingStopped instead.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"xpnet(\.|$)")
-    sys.exit(main(None))
+    try:  # until main's own handling starts (and after it ends), a signal is still one line
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, _terminated)
+        # A diverging run overflows (NumPy warns at every op); fit reports it as TrainingStopped instead.
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"xpnet(\.|$)")
+        status = main(None)
+    except KeyboardInterrupt as exc:
+        status = _stopped(exc)
+    sys.exit(status)

@@ -140,6 +140,10 @@ def _load_csv(path: str, target: str | None) -> Dataset:
     if not rows:
         raise CLIError(f"CSV file {path} is empty")
     header = [c.strip() for c in rows[0]]
+    dups = sorted({c for c in header if header.count(c) > 1})
+    if dups:
+        raise CLIError(f"CSV file {path} has duplicate column names {dups}: rename them (a second column of the "
+                       f"target's name would feed the target to the model as a feature)")
     if target is None:
         raise CLIError(f"--target COLUMN is required for a CSV file; the columns of {path} are: {', '.join(header)}")
     if target not in header:
@@ -165,7 +169,8 @@ def _load_csv(path: str, target: str | None) -> Dataset:
     try:
         y: np.ndarray = np.array([float(v) for v in labels])
         if not np.all(np.isfinite(y)):
-            raise CLIError(f"CSV file {path}: target column {target!r} holds an infinite value")
+            raise CLIError(f"CSV file {path}, line {int(np.argmin(np.isfinite(y))) + 2}: non-finite value "
+                           f"{labels[int(np.argmin(np.isfinite(y)))]!r} in target column {target!r}")
     except ValueError:
         y = np.array(labels)  # text class labels
     return Dataset(path, X, y, [header[i] for i in feats], target, path)
@@ -182,7 +187,7 @@ def _cell(text: str, path: str, line: int, column: str) -> float:
         raise CLIError(f"CSV file {path}, line {line}: non-numeric value {s!r} in feature column {column!r} "
                        "(features must be numbers)") from None
     if not math.isfinite(v):
-        raise CLIError(f"CSV file {path}, line {line}: infinite value in column {column!r}")
+        raise CLIError(f"CSV file {path}, line {line}: non-finite value {s!r} in column {column!r}")
     return v
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,14 +44,34 @@ def resolve_task(y: np.ndarray, task: str = "auto", target: str = "y") -> tuple[
 
 @dataclass
 class Standardizer:
-    """(x - mean) / std with statistics of the training split (std 0 -> 1)."""
+    """(x - mean) / std with statistics of the training split (std 0 -> 1). Every statistic is a finite
+    number and every std > 0: a column whose statistics overflow is refused, naming it."""
     mean: np.ndarray
     std: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self, names: list[str] | None = None, source: str = "the standardization",
+              why: str = "its values overflow float64 or are not finite; rescale it") -> None:
+        """CLIError naming the first column whose mean or std is not finite (or std not > 0)."""
+        mean, std = np.asarray(self.mean), np.asarray(self.std)
+        bad = ~(np.isfinite(mean) & np.isfinite(std) & (std > 0)) if mean.shape == std.shape else np.ones(1, bool)
+        if mean.ndim != 1 or bad.any():
+            i = int(np.argmax(bad)) if mean.ndim == 1 and mean.shape == std.shape else 0
+            col = f"column {names[i]!r}" if names and i < len(names) else f"column {i}"
+            raise CLIError(f"{source}: {col} cannot be standardized (mean {mean.flat[i] if mean.size else None}, "
+                           f"std {std.flat[i] if std.size else None}): {why}")
+
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Standardizer":
-        std = X.std(axis=0)
-        return cls(X.mean(axis=0), np.where(std > 0, std, 1.0))
+    def fit(cls, X: np.ndarray, names: list[str] | None = None, source: str = "the data") -> "Standardizer":
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = X.mean(axis=0), X.std(axis=0)
+        std = np.where(std > 0, std, np.where(np.isfinite(std), 1.0, std))
+        scaler = cls.__new__(cls)
+        scaler.mean, scaler.std = mean, std
+        scaler.check(names, source)
+        return scaler
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
@@ -62,8 +83,28 @@ class Standardizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Standardizer":
-        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["std"], dtype=np.float64))
+    def from_json(cls, d: Any, source: str = "the saved standardization") -> "Standardizer":
+        """From :meth:`to_json` output; CLIError (naming ``source``) for anything but finite numbers."""
+        try:
+            mean, std = (np.asarray(d[k], dtype=np.float64) for k in ("mean", "std"))
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise CLIError(f"{source} is not lists 'mean' and 'std' of numbers") from None
+        scaler = cls.__new__(cls)
+        scaler.mean, scaler.std = mean, std
+        scaler.check(None, source, "a saved standardization holds finite numbers, and std > 0, only")
+        return scaler
+
+
+def standardize(scaler: Standardizer, X: np.ndarray, names: list[str], source: str) -> np.ndarray:
+    """``scaler.transform(X)``; CLIError naming the first column with a value that overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = scaler.transform(X)
+    bad = ~np.isfinite(Z)
+    if bad.any():
+        j = int(np.argmax(bad.any(axis=0)))
+        raise CLIError(f"{source}: column {names[j] if j < len(names) else j!r} cannot be standardized: a value "
+                       f"overflows float64 ((x - mean) / std); rescale it")
+    return Z
 
 
 @dataclass
@@ -130,10 +171,13 @@ def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: f
             raise CLIError(f"the saved split does not fit the {len(y)} samples of the dataset")
     if task != "regression" and len(np.unique(y[idx["train"]])) < 2:
         raise CLIError("the training split holds a single class: use more data or a smaller --test-split")
-    scaler = scaler or Standardizer.fit(data.X[idx["train"]])
-    tscaler = (target_scaler or Standardizer.fit(y[idx["train"], None])) if task == "regression" else None
-    X = {k: scaler.transform(data.X[v]) for k, v in idx.items()}
-    Y = {k: (tscaler.transform(y[v, None])[:, 0] if tscaler else y[v]) for k, v in idx.items()}
+    names, source = data.feature_names, f"dataset {data.source}"
+    scaler = scaler or Standardizer.fit(data.X[idx["train"]], names, source)
+    tscaler = (target_scaler or Standardizer.fit(y[idx["train"], None], [data.target_name], source)) \
+        if task == "regression" else None
+    X = {k: standardize(scaler, data.X[v], names, source) for k, v in idx.items()}
+    Y = {k: (standardize(tscaler, y[v, None], [data.target_name], source)[:, 0] if tscaler else y[v])
+         for k, v in idx.items()}
     return Prepared(data, task, classes, output, k, scaler, tscaler, idx, X, Y)
 
 

@@ -1,5 +1,5 @@
 """The run folder: its name, its files (every write atomic, through :mod:`xpnet.io.atomic`), the
-environment recorded in config.json, and saving without being interrupted."""
+environment recorded in config.json, saving without being interrupted, and reporting a write that failed."""
 from __future__ import annotations
 
 import contextlib
@@ -9,14 +9,14 @@ import platform
 import shutil
 import signal
 import sys
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 import xpnet
-from xpnet.io.atomic import atomic_write
+from xpnet.io.atomic import atomic_write, check_writable
 
-from .args import CLIError
+from .args import WRITE_FAILED, CLIError
 
 
 def default_out_dir(prefix: str) -> str:
@@ -37,6 +37,10 @@ def make_out_dir(path: str) -> str:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create output directory {path}: {exc.strerror or exc}") from None
+    try:  # every output goes here: find out now, not after training, that it cannot be written
+        check_writable(os.path.join(path, "config.json"), "--out")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     return path
 
 
@@ -51,6 +55,22 @@ def copy_file(src: str, dst: str) -> None:
         return
     with open(src, "rb") as f:
         atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
+
+
+def write_failed(exc: OSError, out: str, saves: Sequence[Callable[[], list[str]]], when: str) -> int:
+    """A write failed during training (``exc``): run each of ``saves`` (each returns the names it wrote), print
+    one line saying what was and was not saved, and return :data:`~.args.WRITE_FAILED`."""
+    failed = [os.path.basename(exc.filename) if exc.filename else "the checkpoint"]
+    saved = [f for f in ("config.json", "split.npz") if os.path.exists(os.path.join(out, f))]
+    with sigint_ignored():
+        for save in saves:
+            try:
+                saved += save()
+            except OSError as more:
+                failed.append(os.path.basename(more.filename) if more.filename else "an output")
+    print(f"error: could not save {failed[0]} ({exc.strerror or exc}) {when}: training stopped; saved "
+          f"{', '.join(saved) or 'nothing'} in {out}; not saved: {', '.join(dict.fromkeys(failed))}", file=sys.stderr)
+    return WRITE_FAILED
 
 
 @contextlib.contextmanager

@@ -88,5 +88,6 @@ def load_run_model(out_dir: str, backend: Any = "numpy") -> RunModel:
     model = xpnet.Network.from_state_dict(state, backend=backend)
     classes = None if meta["classes"] is None else np.asarray(meta["classes"])
     ts = meta.get("target_standardize")
-    return RunModel(model, Standardizer.from_json(meta["standardize"]), meta["task"], classes,
-                    Standardizer.from_json(ts) if ts else None)
+    where = os.path.join(out_dir, "model.json")
+    return RunModel(model, Standardizer.from_json(meta["standardize"], f"{where}: standardize"), meta["task"],
+                    classes, Standardizer.from_json(ts, f"{where}: target_standardize") if ts else None)

@@ -47,15 +47,19 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 
 def check_training_args(args: argparse.Namespace) -> None:
     """Cross-flag checks argparse cannot do; fills in the effective learning rate."""
-    if args.weight_decay is not None and args.optimizer != "adamw":
-        raise CLIError(f"--weight-decay applies to --optimizer adamw (not {args.optimizer}); "
-                       "use --l2 for an L2 penalty with other optimizers")
+    _check_weight_decay(args)
     if args.patience is not None and not args.early_stopping:
         raise CLIError("--patience needs --early-stopping")
     if args.patience is None:
         args.patience = 10
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
+
+
+def _check_weight_decay(args: argparse.Namespace) -> None:
+    if args.weight_decay is not None and args.optimizer != "adamw":
+        raise CLIError(f"--weight-decay applies to --optimizer adamw (not {args.optimizer}); "
+                       "use --l2 for an L2 penalty with other optimizers")
 
 
 def steps_per_epoch(args: argparse.Namespace, prep: Prepared) -> int:
@@ -66,6 +70,7 @@ def steps_per_epoch(args: argparse.Namespace, prep: Prepared) -> int:
 
 def make_optimizer(args: argparse.Namespace) -> xpnet.optim.Optimizer:
     """A fresh optimizer of --optimizer, --lr, --weight-decay."""
+    _check_weight_decay(args)  # also for settings restored from a checkpoint
     kw = {"weight_decay": args.weight_decay} if args.weight_decay is not None else {}
     return xpnet.make_optimizer(args.optimizer, args.lr, **kw)
 

@@ -5,11 +5,12 @@
     clf.predict_proba(X_test)
 
 Drop-in counterparts of :class:`sklearn.neural_network.MLPClassifier` /
-:class:`~sklearn.neural_network.MLPRegressor` (stochastic solvers): same parameter names and
-meanings, same loss, same L2 scaling, same schedules, stopping rules and fitted attributes, but
-the network is an :class:`xpnet.MLP` trained by xpnet's one training loop
-(:class:`xpnet.train.loop.Trainer`) on any backend (``backend="numpy" | "torch:cuda" | "cupy" |
-"strict:device1" ...``). scikit-learn is an optional dependency of xpnet; this package needs it.
+:class:`~sklearn.neural_network.MLPRegressor`: every parameter with the same meaning (solvers
+"lbfgs", "sgd", "adam"; the regressor's ``loss="poisson"``), the same loss, L2 scaling, schedules,
+stopping rules, warnings, errors and fitted attributes, but the network is an xpnet network
+trained by xpnet's one training loop (:class:`xpnet.train.loop.Trainer`) on any backend
+(``backend="numpy" | "torch:cuda" | "cupy" | "strict:device1" ...``), optionally built from a
+``layers`` list. scikit-learn is an optional dependency of xpnet; this package needs it.
 
 Where the details are:
 
@@ -18,10 +19,12 @@ Where the details are:
   sum), and ``solver="sgd"`` (scikit-learn's velocity rule). ``solver="adam"`` is
   :class:`xpnet.Adam` (PyTorch's update, which puts ``epsilon`` after the bias correction where
   scikit-learn puts it before: an O(epsilon) difference).
+* ``_lbfgs``: ``solver="lbfgs"``, one full-batch step of :class:`xpnet.LBFGS`.
 * ``_rules``: the per-epoch rules (loss curve, ``tol``/``n_iter_no_change``, early stopping,
   the "invscaling" and "adaptive" learning rates, verbose output, convergence warnings).
-* ``_base``: initialization, seeds and shuffles, pickling; ``_params``: the hyperparameter checks.
-* ``_arrays``: NumPy, pandas, lists and device arrays in and out.
+* ``_base``: the network, fitting, seeds and shuffles, the early-stopping split, sparse input,
+  pickling; ``_params``: the hyperparameter checks; ``_weights``: ``coefs_`` / ``intercepts_``.
+* ``_arrays``: NumPy, pandas, lists, SciPy sparse matrices and device arrays in and out.
 """
 try:
     import sklearn  # noqa: F401

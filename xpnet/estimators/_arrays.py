@@ -1,8 +1,9 @@
 """Where the estimators' arrays live: backends, devices, input validation and outputs.
 
-NumPy arrays, pandas objects and lists are validated with scikit-learn's ``validate_data`` and
-outputs are NumPy. Arrays of another array-API library (PyTorch, CuPy, array-api-strict) are not
-moved off their device: with the default ``backend="numpy"`` the estimator trains with that
+NumPy arrays, pandas objects, lists and SciPy sparse matrices (CSR/CSC; other formats are
+converted to CSR) are validated with scikit-learn's ``validate_data`` and outputs are NumPy.
+Arrays of another array-API library (PyTorch, CuPy, array-api-strict) are not moved off their
+device: with the default ``backend="numpy"`` the estimator trains with that
 library on that device, and outputs (predictions, probabilities) come back in the input's
 namespace and device; naming another ``backend`` (``"numpy:cpu"`` to force NumPy) trains there
 and still returns outputs in the input's namespace and device. Class labels make one round trip
@@ -22,7 +23,7 @@ from sklearn.utils.validation import validate_data
 
 import backends as _backends
 
-from ..nn.inputs import to_device
+from ..nn.inputs import check_source, to_device
 
 __all__ = ["FLOAT_DTYPES", "get_backend", "input_backend", "host", "float_dtype_of", "validate_X",
            "sample_weights", "check_namespace", "to_output"]
@@ -80,12 +81,11 @@ def float_dtype_of(be: Any, a: Any) -> str:
 
 def validate_X(est: Any, X: Any, reset: bool) -> tuple[Any, Any]:
     """(validated X, its backend or None for NumPy-like input); device arrays stay where they are."""
+    check_source(X, "X")  # a torch tensor that requires grad, a DataFrame with text columns: one line
     in_be = input_backend(X)
     if in_be is None:
-        return validate_data(est, X, reset=reset, dtype=FLOAT_DTYPES), None
+        return validate_data(est, X, reset=reset, dtype=FLOAT_DTYPES, accept_sparse=["csr", "csc"]), None
     xp = in_be.xp
-    if getattr(X, "requires_grad", False):  # a torch tensor in an autograd graph: use its data
-        X = X.detach()
     if X.ndim != 2:
         raise ValueError(f"Expected 2D array, got {X.ndim}D array instead (shape {tuple(X.shape)}). "
                          "Reshape your data either using array.reshape(-1, 1) if your data has a "

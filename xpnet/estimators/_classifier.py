@@ -7,6 +7,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import column_or_1d
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array
 
@@ -19,9 +20,8 @@ __all__ = ["XPNetClassifier"]
 class XPNetClassifier(ClassifierMixin, XPNetBase):
     """Multi-layer perceptron classifier trained by xpnet (any array-API backend).
 
-    The parameters are :class:`sklearn.neural_network.MLPClassifier`'s (stochastic
-    solvers 'adam' and 'sgd'; there is no 'lbfgs', hence no ``max_fun``), with the same
-    meaning and defaults, plus:
+    The parameters are :class:`sklearn.neural_network.MLPClassifier`'s, with the same meaning
+    and defaults (solvers 'lbfgs', 'sgd' and 'adam'), plus:
 
     backend : str, default="numpy"
         xpnet backend spec ("numpy", "torch:cpu", "torch:cuda", "cupy", "strict:device1", ...).
@@ -34,15 +34,20 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
     dtype : {None, "float32", "float64"}, default=None
         Parameter dtype; None follows X like MLPClassifier (float32 data trains in
         float32, everything else in float64).
+    layers : list of xpnet layers or layer configs, default=None
+        The hidden layers (e.g. ``[Dense(64, activation="relu"), BatchNorm1d(), Dropout(0.1)]``),
+        followed by the output layer; replaces ``hidden_layer_sizes``, ``activation`` and
+        ``dropout``.
 
     Binary, multiclass (softmax output) and multilabel (0/1 indicator matrix y, logistic
     outputs) classification. See :mod:`xpnet.estimators` for the exact objective (with
     ``sample_weight``), how ``alpha`` maps to xpnet's L2, seeds and array handling.
 
     Attributes: ``classes_``, ``n_features_in_``, ``feature_names_in_``, ``loss_``,
-    ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
-    ``n_iter_``, ``t_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``, ``coefs_``,
-    ``intercepts_`` (NumPy copies) and ``model_`` (the :class:`xpnet.MLP`).
+    ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``
+    (stochastic solvers), ``n_iter_``, ``t_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``,
+    ``coefs_``, ``intercepts_`` (NumPy arrays that write through to the network: see
+    :mod:`xpnet.estimators._weights`) and ``model_`` (the :class:`xpnet.Network`).
     """
 
     def __sklearn_tags__(self):
@@ -87,7 +92,9 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {seen}.")
         Y = self._label_binarizer.transform(y)
-        strat = y if (y.ndim == 1 and len(self.classes_) > 1) else None
+        # Early stopping's stratification (see XPNetBase._split): binary on the label column, as
+        # scikit-learn; multiclass on the labels where possible; multilabel not at all.
+        strat = Y.astype(bool) if Y.shape[1] == 1 else (y if y.ndim == 1 else None)
         return be.asarray(Y, dtype=dtype), strat
 
     def _validation_score(self, Xv: Any, Yv: Any, weighted: bool) -> Any:
@@ -97,7 +104,7 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
         xp, k = model.xp, model.n_outputs
         if len(self.classes_) == 1:
             return xp.ones((), dtype=model.dtype, device=model.backend.device)
-        Y, z = Yv[:, :k], model.logits(Xv)
+        Y, z = Yv[:, :k], self._device_logits(Xv)
         if model.output == "softmax":
             hit = xp.argmax(z, axis=1) == xp.argmax(Y, axis=1)
         else:
@@ -118,6 +125,7 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "XPNetClassifier":
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True, classes=classes)
@@ -148,22 +156,10 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
     def _proba(self, X: Any, method: str, log: bool) -> Any:
         z, in_be = self._logits(X, method)
         xp, model = self.model_.xp, self.model_
-        if model.output == "softmax":
-            sh = z - xp.max(z, axis=1, keepdims=True)
-            if log:
-                out = sh - xp.log(xp.sum(xp.exp(sh), axis=1, keepdims=True))
-            else:
-                es = xp.exp(sh)
-                out = es / xp.sum(es, axis=1, keepdims=True)
-        else:
-            if log:  # log σ(z) = -softplus(-z); log(1 - σ(z)) = -softplus(z)
-                soft = xp.log1p(xp.exp(-xp.abs(z)))
-                pos, neg = -(xp.maximum(-z, 0.0) + soft), -(xp.maximum(z, 0.0) + soft)
-            else:
-                pos = model.output_layer.forward(z)[0]
-                neg = 1.0 - pos
-            out = pos if self._label_binarizer.y_type_ == "multilabel-indicator" else xp.concat([neg, pos], axis=1)
-        return self._to_output(out, in_be)
+        out = model.output_layer.forward(z)[0]  # softmax, or σ per unit
+        if model.output == "sigmoid" and self._label_binarizer.y_type_ != "multilabel-indicator":
+            out = xp.concat([1.0 - out, out], axis=1)
+        return self._to_output(xp.log(out) if log else out, in_be)
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``
@@ -171,7 +167,8 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
         return self._proba(X, "predict_proba", log=False)
 
     def predict_log_proba(self, X: Any) -> Any:
-        """Log of :meth:`predict_proba`, computed stably from the logits."""
+        """log(:meth:`predict_proba`), as scikit-learn computes it (so both have the same argmax
+        where probabilities round to 1; a probability that underflows gives -inf)."""
         return self._proba(X, "predict_log_proba", log=True)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

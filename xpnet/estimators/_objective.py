@@ -9,10 +9,14 @@ weights), the logits z_i are scored by
   L = (1/S) Σ_i w_i Σ_j [softplus(z_ij) - y_ij z_ij]  (summed over the k labels, as
   scikit-learn's ``binary_log_loss``; xpnet's ``bce`` would average over them)
 * identity (regression, k outputs): L = (1/(2kS)) Σ_i w_i ||z_i - y_i||²
+* poisson (regression, ``loss="poisson"``; prediction ŷ = exp(z), scikit-learn's half Poisson
+  deviance without its constant): L = (1/S) Σ_i w_i Σ_j [y_ij log y_ij - y_ij z_ij - y_ij + e^{z_ij}]
+  (0 log 0 = 0)
 
-and the gradient fed to backprop is, in all three cases, ∂L/∂z_i = w_i (p_i - y_i) / S with
-p_i = softmax(z_i), σ(z_i) or z_i. (For regression with k > 1 outputs this is what
-scikit-learn uses too: its reported loss averages over the outputs, its gradient does not.)
+and the gradient fed to backprop is, in all four cases, ∂L/∂z_i = w_i (p_i - y_i) / S with
+p_i = softmax(z_i), σ(z_i), z_i or e^{z_i}. (For regression with k > 1 outputs this is what
+scikit-learn uses too: its reported loss averages over the outputs, its gradient does not. L-BFGS
+needs a loss whose gradient this is: ``mean_over_outputs=False`` drops the 1/k.)
 The weights travel as an extra last column of Y, so the training loop shuffles and slices
 them with the targets.
 
@@ -34,11 +38,12 @@ Array = Any
 
 
 class SklearnLoss:
-    """``loss(z, Y) -> (L, ∂L/∂z)`` for ``kind`` "softmax", "sigmoid" or "identity" with k outputs;
-    with ``weighted``, Y's last column holds the sample weights (see the module docstring)."""
+    """``loss(z, Y) -> (L, ∂L/∂z)`` for ``kind`` "softmax", "sigmoid", "identity" or "poisson" with k
+    outputs; with ``weighted``, Y's last column holds the sample weights (see the module docstring)."""
 
-    def __init__(self, xp: Any, kind: str, k: int, weighted: bool, alpha: float):
+    def __init__(self, xp: Any, kind: str, k: int, weighted: bool, alpha: float, mean_over_outputs: bool = True):
         self.xp, self.kind, self.k, self.weighted, self.alpha = xp, kind, k, weighted, alpha
+        self.mean_over_outputs = mean_over_outputs
         self.weight_sum: Array = None  # S of the last batch scored (weighted)
 
     def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
@@ -60,9 +65,13 @@ class SklearnLoss:
             per_row = xp.sum(xp.maximum(z, 0.0) - z * Y + xp.log1p(e), axis=1, keepdims=True)
             r = 1.0 / (1.0 + e)
             p = xp.where(z >= 0.0, r, e * r)
+        elif self.kind == "poisson":
+            p = xp.exp(z)
+            y_log_y = xp.where(Y == 0.0, 0.0, Y * xp.log(xp.where(Y == 0.0, 1.0, Y)))
+            per_row = xp.sum(y_log_y - Y * z - Y + p, axis=1, keepdims=True)
         else:
             d = z - Y
-            per_row = xp.sum(d * d, axis=1, keepdims=True) * (0.5 / k)
+            per_row = xp.sum(d * d, axis=1, keepdims=True) * (0.5 / k if self.mean_over_outputs else 0.5)
             p = z
         return xp.sum(per_row * scale), (p - Y) * scale
 
@@ -82,6 +91,11 @@ class SklearnSGD(Optimizer):
     def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = True):
         super().__init__(lr)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    @property
+    def learning_rate(self) -> float:
+        """The current ``lr`` under the name scikit-learn's SGDOptimizer gives it."""
+        return self.lr
 
     def _update(self, p: Array, g: Array) -> None:
         if self.momentum == 0.0:

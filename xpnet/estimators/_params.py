@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _validate as check
+from ..nn import Layer, layer_from_config
 from ..nn.mlp import dropout_rates
 from ..nn.network import DTYPES
 
-__all__ = ["Params", "check_params", "ACTIVATIONS"]
+__all__ = ["Params", "check_params", "ACTIVATIONS", "STOCHASTIC"]
+
+STOCHASTIC = ("adam", "sgd")  # the solvers that train in epochs of mini-batches ("lbfgs" is full-batch)
 
 # scikit-learn's activation names -> xpnet's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh",
@@ -34,6 +37,9 @@ class Params:
     epsilon: float
     n_iter_no_change: float
     dropout: list[float]
+    max_fun: int
+    loss: str | None  # the regressor's "squared_error" or "poisson"; None for the classifier
+    layers: list[dict] | None  # configs of the hidden layers given as ``layers``
 
 
 def _real(name: str, value: Any, low: float, high: float | None = None, **open_ends: bool) -> float:
@@ -53,14 +59,28 @@ def _hidden_sizes(value: Any) -> list[int]:
                          f"got {value!r}") from None
 
 
+def _layer_configs(value: Any) -> list[dict] | None:
+    """The configs of ``layers`` (xpnet layers or their JSON configs), each checked by building it."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"layers must be a non-empty list of xpnet layers or layer configs, got {value!r:.80}")
+    configs = []
+    for i, item in enumerate(value):
+        if not isinstance(item, (Layer, dict)):
+            raise ValueError(f"layers[{i}] must be an xpnet layer (e.g. xpnet.nn.Dense(64, activation='relu')) or "
+                             f"its config dict, got {item!r:.80}")
+        cfg = item.config() if isinstance(item, Layer) else item
+        layer_from_config(cfg)  # ValueError for an unknown type or bad arguments
+        configs.append(cfg)
+    return configs
+
+
 def check_params(est: Any) -> Params:
     """Validate ``est``'s hyperparameters (ValueError naming the first bad one)."""
     hidden = _hidden_sizes(est.hidden_layer_sizes)
     check.choice("activation", est.activation, ACTIVATIONS)
-    if est.solver == "lbfgs":
-        raise ValueError("solver='lbfgs' is not supported by xpnet's estimators (it needs full-batch "
-                         "line searches on the host); use solver='adam' or solver='sgd'")
-    check.choice("solver", est.solver, ("adam", "sgd"))
+    check.choice("solver", est.solver, STOCHASTIC + ("lbfgs",))
     alpha = _real("alpha", est.alpha, 0.0)
     if not (isinstance(est.batch_size, str) and est.batch_size == "auto"):
         check.integer("batch_size", est.batch_size, low=1)
@@ -86,5 +106,9 @@ def check_params(est: Any) -> Params:
     dropout = dropout_rates(est.dropout, len(hidden))
     if est.dtype is not None:
         check.choice("dtype", str(est.dtype), DTYPES)
+    max_fun = check.integer("max_fun", est.max_fun, low=1)
+    loss = getattr(est, "loss", None)
+    if loss is not None:
+        check.choice("loss", loss, ("squared_error", "poisson"))
     return Params(hidden, alpha, lr, power_t, max_iter, tol, momentum, validation_fraction, beta_1, beta_2,
-                  epsilon, n_iter_no_change, dropout)
+                  epsilon, n_iter_no_change, dropout, max_fun, loss, _layer_configs(est.layers))

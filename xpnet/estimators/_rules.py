@@ -1,9 +1,10 @@
 """scikit-learn's per-epoch rules for MLPs, as a callback on xpnet's training loop.
 
 After each epoch (scikit-learn's ``_fit_stochastic``): the epoch loss L = Σ_steps loss·rows / n
-is appended to ``loss_curve_``; a non-finite L stops training. An epoch fails to improve when
-L > best_loss_ - tol, or, with early stopping, when the validation score s < best_validation_score_
-+ tol (the parameters of the best score are put back at the end). "invscaling":
+is appended to ``loss_curve_``. An epoch fails to improve when L > best_loss_ - tol, or, with early
+stopping, when the validation score s < best_validation_score_ + tol (the parameters of the best
+score are put back at the end). A NaN loss or score (a diverging run) compares false both ways, so
+it resets the count and training goes on, as in scikit-learn. "invscaling":
 lr = learning_rate_init / (t + 1)^power_t, t the samples seen. After more than n_iter_no_change
 failing epochs in a row training stops, except for solver="sgd" with learning_rate="adaptive",
 which divides lr by 5 (and stops once lr <= 1e-6). A ConvergenceWarning says that max_iter
@@ -12,7 +13,6 @@ transfer per epoch.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -33,7 +33,7 @@ class SklearnRules(Callback):
 
     def __init__(self, est: Any, params: Params, incremental: bool, validation: tuple | None):
         self.est, self.params, self.incremental, self.validation = est, params, incremental, validation
-        self.non_finite, self.best_params = False, None
+        self.best_params = None
 
     def on_train_begin(self, info: dict) -> None:
         self.trainer, self.model, self.optimizer = info["trainer"], info["model"], info["optimizer"]
@@ -61,9 +61,6 @@ class SklearnRules(Callback):
         est.loss_curve_.append(loss)
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
-        if not math.isfinite(loss):
-            self.non_finite = True
-            return True
         if self.validation is not None:
             self._score(fetched[_SCORE], p.tol)
         else:
@@ -109,9 +106,5 @@ class SklearnRules(Callback):
         return False
 
     def on_train_end(self, history: Any) -> None:
-        model, xp = self.model, self.model.xp
         if self.best_params is not None:
-            model.set_params(self.best_params)
-        if self.non_finite or not bool(model.backend.to_numpy(xp.all(xp.isfinite(model.params)))):
-            raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
-                             "values and need to be preprocessed.")
+            self.model.set_params(self.best_params)

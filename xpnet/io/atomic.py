@@ -3,7 +3,8 @@
 The data goes to a temporary file in the target's directory (``.<name>.xpnet-<pid>-<random>.tmp``),
 which is flushed and fsynced, then renamed over the target with ``os.replace`` and the
 directory fsynced. A hard kill can leave the temporary file behind; the next write in the same
-directory removes such leftovers of processes that no longer run.
+directory removes such leftovers of processes that no longer run (before writing, so that they
+cannot fill the disk it needs). :func:`check_writable` tries a location before a long job relies on it.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import os
 import tempfile
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "json_safe"]
+__all__ = ["atomic_write", "check_writable", "write_bytes", "write_text", "write_json", "json_safe",
+           "remove_stale_temporaries"]
 
 _TAG = ".xpnet-"
 
@@ -69,6 +71,7 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temporaries(directory)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{_TAG}{os.getpid()}-", suffix=".tmp",
                                dir=directory)
     try:
@@ -78,14 +81,36 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = path  # a failed write() names no file: name the one that was not written
         raise
     _fsync_dir(directory)
-    remove_stale_temporaries(directory)
+
+
+def check_writable(path: str, what: str = "output") -> None:
+    """Raise ValueError (one line) now if ``path`` could not be written later: it is a directory, a folder
+    on its way is a file, or its folder cannot be created or written (tried with a temporary file)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{what} path {path!r} is a directory: give a file name")
+    directory = parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{what} path {path!r} cannot be written: {parent!r} is a file, not a folder")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{_TAG}{os.getpid()}-", suffix=".tmp",
+                                   dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{what} path {path!r} cannot be written: {exc.strerror or exc} (in {directory})") from None
 
 
 def write_bytes(path: str, data: bytes) -> None:

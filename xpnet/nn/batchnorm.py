@@ -93,3 +93,8 @@ class BatchNorm1d(Layer):
 
     def config(self) -> dict:
         return {"type": "BatchNorm1d", "n": self.n, "eps": self.eps, "momentum": self.momentum}
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v, default in (("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1))
+                        if v != default)
+        return f"BatchNorm1d({'' if self.n is None else self.n}{extra})"

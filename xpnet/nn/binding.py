@@ -10,7 +10,7 @@ from ._context import Context
 from .init import initial_value
 from .layout import Layout, walk
 
-__all__ = ["Bound", "bind_tree", "bind_views", "standalone"]
+__all__ = ["Bound", "bind_tree", "bind_views", "number_streams", "check_memory", "standalone"]
 
 Array = Any
 
@@ -31,13 +31,10 @@ def bind_tree(root: Any, ctx: Context) -> Bound:
     """Number the random layers (the k-th layer of stream kind K gets ``STREAMS[K] + k``, depth-first),
     allocate zeroed flat arrays for the :class:`Layout`, draw every initial value from
     (seed, stream, 0) and bind each layer to its views."""
-    counts: dict[str, int] = {}
-    streams: dict[str, int] = {}
+    streams = number_streams(root)
     for path, layer in walk(root):
-        kind = layer.stream_kind
-        if kind is not None:
-            layer.stream = streams[path] = xrandom.STREAMS[kind] + counts.get(kind, 0)
-            counts[kind] = counts.get(kind, 0) + 1
+        if path in streams:
+            layer.stream = streams[path]
     layout = Layout(root)
     xp, dev, dtype = ctx.xp, ctx.device, ctx.dtype
     check_memory(layout, xp.finfo(dtype).bits // 8)
@@ -51,6 +48,18 @@ def bind_tree(root: Any, ctx: Context) -> Bound:
                 flat[e.offset:e.stop] = xp.reshape(value, (-1,))
     bind_views(root, layout, ctx, params, grads, buffers)
     return Bound(layout, params, grads, buffers, streams)
+
+
+def number_streams(root: Any) -> dict[str, int]:
+    """{path: RNG stream} of the random layers: the k-th layer of stream kind K gets ``STREAMS[K] + k``."""
+    counts: dict[str, int] = {}
+    streams: dict[str, int] = {}
+    for path, layer in walk(root):
+        kind = layer.stream_kind
+        if kind is not None:
+            streams[path] = xrandom.STREAMS[kind] + counts.get(kind, 0)
+            counts[kind] = counts.get(kind, 0) + 1
+    return streams
 
 
 def bind_views(root: Any, layout: Layout, ctx: Context, params: Array, grads: Array, buffers: Array) -> None:

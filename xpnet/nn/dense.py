@@ -21,7 +21,7 @@ class Dense(Layer):
 
     Backward: dz = act'(dy) (the activation's own backward); dW = xᵀ dz; db = Σ_batch dz;
     dx = dz Wᵀ. ``n_in=None`` takes the width of whatever comes before (the data's for the
-    first layer); ``Dense(64)`` alone means 64 outputs. ``init``: he_normal for relu-like
+    first layer); ``Dense(64)`` alone means 64 outputs, ``Dense(64, "relu")`` with an activation. ``init``: he_normal for relu-like
     activations, glorot_normal otherwise (see :mod:`xpnet.nn.init`); b starts at zero; L2
     applies to W only. The RNG stream is the layer's ordinal among the network's Dense layers.
     """
@@ -31,6 +31,8 @@ class Dense(Layer):
     def __init__(self, n_in: int | None = None, n_out: int | None = None, activation: str | None = None,
                  init: str | None = None):
         super().__init__()
+        if isinstance(n_out, str) and activation is None:  # Dense(64, "relu")
+            n_out, activation = None, n_out
         if n_out is None and n_in is not None:  # Dense(64): the output width
             n_in, n_out = None, n_in
         self.n_in = None if n_in is None else check.integer("Dense n_in", n_in, low=1)

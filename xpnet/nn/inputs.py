@@ -8,14 +8,31 @@ import backends as _backends
 from .._xp import Array, device, namespace
 from .losses import one_hot
 
-__all__ = ["to_device", "as_input", "targets", "is_continuous"]
+__all__ = ["check_source", "to_device", "as_input", "targets", "is_continuous"]
 
 _NON_NUMERIC = ("U", "S", "O", "c", "V", "M", "m")  # NumPy dtype kinds xpnet refuses (strings, objects, ...)
+
+
+def check_source(A: Any, name: str) -> None:
+    """Refuse, in one line, data xpnet cannot take as it is: a torch tensor that requires grad (xpnet derives
+    its own gradients; copying it would silently cut it from its graph) and a pandas DataFrame with
+    non-numeric columns (named)."""
+    if getattr(A, "requires_grad", False) is True:
+        raise ValueError(f"{name} is a torch tensor that requires grad: pass {name}.detach() (xpnet computes its "
+                         f"own gradients and records no autograd graph)")
+    dtypes = getattr(A, "dtypes", None)
+    if dtypes is not None and hasattr(A, "columns") and hasattr(dtypes, "items"):
+        bad = [f"{c!r} ({d})" for c, d in dtypes.items() if getattr(d, "kind", "O") not in "biuf"]
+        if bad:
+            raise ValueError(f"{name} (a pandas DataFrame) has non-numeric columns {', '.join(bad[:5])}"
+                             f"{' ...' if len(bad) > 5 else ''}: xpnet needs real numbers (encode categories first, "
+                             f"e.g. with pandas.get_dummies)")
 
 
 def to_device(backend: Any, A: Any, name: str) -> Array:
     """``A`` as an array of ``backend`` on its device: arrays already there as they are, anything else
     (NumPy, lists, other libraries' arrays) copied once. Non-numeric data is refused in one line."""
+    check_source(A, name)
     try:
         host = _backends.to_numpy(A) if isinstance(A, (list, tuple)) else A
         kind = getattr(getattr(host, "dtype", None), "kind", None)  # NumPy-style dtypes (host data)

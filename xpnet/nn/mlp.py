@@ -110,6 +110,13 @@ class MLP(Network):
         return "sizes" in cfg
 
     @classmethod
+    def layers_from_config(cls, cfg: dict) -> list:
+        """The layers an MLP config describes (as the constructor builds them; nothing is allocated)."""
+        return mlp_layers(cfg["sizes"], cfg.get("activation", "relu"), cfg.get("dropout", 0.0), cfg.get("init"),
+                          check.boolean("batchnorm", cfg.get("batchnorm", False)),
+                          check.boolean("residual", cfg.get("residual", False)))
+
+    @classmethod
     def from_config(cls, cfg: dict, backend: Any = "numpy", dtype: str | None = None) -> "MLP":
         """An MLP from :meth:`config` output."""
         known = ("sizes", "activation", "output", "dropout", "init", "seed", "dtype", "batchnorm", "residual",

@@ -460,9 +460,10 @@ def _input_width(layer: Layer) -> int | None | type(Ellipsis):
     return Ellipsis
 
 
-def config_layout(cfg: Any) -> tuple[Sequential, Layout]:
-    """The built layer tree and :class:`Layout` a network config describes, without allocating any array
-    (so a config from a file can be sized before it is built). ValueError if it cannot be built."""
+def config_layout(cfg: Any) -> tuple[Sequential, Layout, int]:
+    """The built layer tree, :class:`Layout` and output width a network config describes, without
+    allocating any array (so a config from a file can be sized before it is built). ValueError if it
+    cannot be built."""
     if not isinstance(cfg, dict):
         raise ValueError(f"a network config must be a JSON object, got {type(cfg).__name__}")
     root = Sequential(Network.layers_from_config(cfg))
@@ -470,9 +471,10 @@ def config_layout(cfg: Any) -> tuple[Sequential, Layout]:
     width = _input_width(root) if width is None else width
     if not isinstance(width, int) or isinstance(width, bool):
         raise ValueError("the config leaves the input width open (no n_inputs and no n_in on the first layer)")
-    if root.build(check.integer("n_inputs", width, low=1)) is None:
+    n_out = root.build(check.integer("n_inputs", width, low=1))
+    if n_out is None:
         raise ValueError("the network's output width is unknown: give the last Dense its n_out")
-    return root, Layout(root)
+    return root, Layout(root), n_out
 
 
 def network_from_config(cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> Network:

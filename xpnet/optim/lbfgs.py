@@ -9,21 +9,24 @@ newest pair. Step: t > 0 with the strong Wolfe conditions
 
 found by extrapolating until the conditions hold or an interval must contain such a step, then
 zooming into it with safeguarded cubic interpolation (ibid., Algorithms 3.5 and 3.6); a NaN/inf
-loss counts as "too far". The first trial step is ``lr`` (lr·min(1, 1/‖g‖₂) without memory). A pair
-with yᵀs ≤ ε·t·|gᵀd| (no positive curvature) is not stored.
+loss counts as "too far". The first trial step is ``lr`` (lr·min(1, 1/‖g‖₂) without memory). Where
+no strong-Wolfe step exists (at a ReLU kink the slope jumps over the window) the zoom stops once its
+interval is narrower than 10% of the step (SciPy's xtol) and takes the lowest point that meets the
+first condition. A pair with yᵀs ≤ ε·t·|gᵀd| (no positive curvature) is not stored; a search that
+finds no decrease at all clears the memory and tries steepest descent once more (as L-BFGS-B does).
 
 Everything of the parameters' size stays on the device (the two-loop coefficients are 0-d device
 arrays); per loss evaluation three scalars reach the host in one transfer (f, gᵀd, max|g|), per
 iteration one more (gᵀd of the new direction). Stopping rules, those of SciPy's L-BFGS-B as
 scikit-learn runs it: max|g| ≤ ``gtol``; (f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ``ftol``;
 ``max_iter`` iterations; ``max_eval`` loss evaluations (never exceeded: a line search stops at the
-budget and keeps its best sufficient-decrease point); no acceptable step.
+budget and keeps its best sufficient-decrease point); no decrease even along -g.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from .. import _validate as check
 from .._xp import Array, fetch, namespace
@@ -33,6 +36,7 @@ __all__ = ["LBFGS", "CONVERGED", "LIMIT", "FAILED"]
 
 CONVERGED, LIMIT, FAILED = 0, 1, 2  # ``status`` values, as SciPy's
 _C1, _C2, _MAX_LS = 1e-4, 0.9, 25
+_BRACKET_RTOL = 0.1  # a zoom stops when its interval is this narrow relative to the step (SciPy's xtol)
 _EPS = 2.220446049250313e-16
 
 
@@ -48,15 +52,18 @@ class _Point:
 
 
 class LBFGS(Optimizer):
-    """Limited-memory BFGS (see the module docstring).
+    """Limited-memory BFGS (see the module docstring), a full-batch method: train with
+    ``xpnet.fit(model, X, y, optimizer=xpnet.LBFGS(max_iter=100), batch_size=len(X), epochs=1)``
+    (with mini-batches each step minimizes its own batch's loss).
 
     Optimizers with ``needs_closure`` are called ``step(params, grads, closure, loss)``: ``loss``
     (a 0-d device array) and ``grads`` are those at ``params``; ``closure()`` evaluates the same
     objective at the current ``params``, returning the loss and writing the gradient into ``grads``.
     One step runs up to ``max_iter`` iterations; the memory carries over to the next step (as in
-    ``torch.optim.LBFGS``). Afterwards ``params`` and ``grads`` hold the best point found and its
-    gradient, and ``loss`` (host float), ``n_iter``, ``n_evals`` (of this step), ``status``
-    (``CONVERGED``, ``LIMIT`` or ``FAILED``) and ``message`` say how it ended.
+    ``torch.optim.LBFGS``; checkpoints keep the hyperparameters, not the memory). Afterwards
+    ``params`` and ``grads`` hold the best point found and its gradient, and ``loss`` (host float),
+    ``n_iter``, ``n_evals`` (of this step), ``status`` (``CONVERGED``, ``LIMIT`` or ``FAILED``) and
+    ``message`` say how it ended.
 
     Args:
         lr: the trial step along d (1 is the quasi-Newton step).
@@ -84,6 +91,9 @@ class LBFGS(Optimizer):
     def config(self) -> dict:
         keys = ("lr", "max_iter", "max_eval", "gtol", "ftol", "history_size")
         return {k: getattr(self, k) for k in keys} | {"name": "LBFGS"}
+
+    def state_names(self) -> tuple[str, ...]:
+        return ()  # the memory is not part of ``state`` (nor of checkpoints)
 
     # ------------------------------------------------------------------ the iterations
     def step(self, params: Array, grads: Array, closure: Callable[[], Array], loss: Array) -> None:
@@ -118,29 +128,29 @@ class LBFGS(Optimizer):
                 return _Point(t, fv, slope, top, gt)
 
             budget = min(_MAX_LS, self.max_eval - self.n_evals)
-            best, wolfe, evals = _line_search(phi, _Point(0.0, f, gtd, gmax), t, budget)
+            best, evals = _line_search(phi, _Point(0.0, f, gtd, gmax), t, budget)
             self.n_evals += evals
-            if best.t == 0.0:  # no decrease found
+            if best.t == 0.0:  # no decrease along d
                 params[...] = x0
                 grads[...] = g
                 if evals >= budget and budget < _MAX_LS:
                     return self._end(LIMIT, f"stopped: {self.max_eval} loss evaluations (max_eval) reached")
+                if self._s:  # as L-BFGS-B: drop the memory and try steepest descent before giving up
+                    self._forget()
+                    continue
                 return self._end(FAILED, "stopped: the line search found no step that decreases the loss")
             params[...] = x0 + best.t * d
             self._remember(best.t * d, best.g - g, best.t * (best.gtd - gtd), best.t * -gtd)
             self.n_iter += 1
-            f_old, f, g = f, best.f, best.g
+            f_old, f, g, gmax = f, best.f, best.g, best.gmax
             self.loss = f
             grads[...] = g
-            if best.gmax <= self.gtol:
+            if gmax <= self.gtol:
                 return self._end(CONVERGED, "converged: max|gradient| <= gtol")
             if f_old - f <= self.ftol * max(abs(f_old), abs(f), 1.0):
                 return self._end(CONVERGED, "converged: relative reduction of the loss <= ftol")
             if self.n_evals >= self.max_eval:
                 return self._end(LIMIT, f"stopped: {self.max_eval} loss evaluations (max_eval) reached")
-            if not wolfe:
-                return self._end(FAILED, "stopped: the line search found no step satisfying the strong Wolfe "
-                                         "conditions")
             if self.n_iter >= self.max_iter:
                 return self._end(LIMIT, f"stopped: {self.max_iter} iterations (max_iter) reached")
 
@@ -180,12 +190,12 @@ class LBFGS(Optimizer):
 
 
 # ---------------------------------------------------------------------- the line search
-def _line_search(phi: Callable[[float], _Point], start: _Point, t: float, budget: int) -> tuple[_Point, bool, int]:
+def _line_search(phi: Callable[[float], _Point], start: _Point, t: float, budget: int) -> tuple[_Point, int]:
     """A step along d meeting the strong Wolfe conditions, from ``start`` (t = 0) with first trial ``t``.
 
-    Returns (the accepted point, whether it meets both conditions, evaluations used). Without a Wolfe
-    point within ``budget`` evaluations: the lowest point seen that meets sufficient decrease
-    (``start`` itself if none)."""
+    Returns (the accepted point, evaluations used). Where no Wolfe point turns up within ``budget``
+    evaluations, or the bracket shrinks to nothing (a kink of ReLU, where the slope jumps over the
+    curvature window), the lowest point seen that meets sufficient decrease (``start`` if none)."""
     prev, evals = start, 0
     while evals < budget:
         cur = phi(t)
@@ -193,22 +203,22 @@ def _line_search(phi: Callable[[float], _Point], start: _Point, t: float, budget
         if _decrease_fails(cur, start) or (prev is not start and cur.f >= prev.f):
             return _zoom(phi, start, prev, cur, budget - evals, evals)
         if abs(cur.gtd) <= -_C2 * start.gtd:
-            return cur, True, evals
+            return cur, evals
         if cur.gtd >= 0.0:  # past a minimum along d
             return _zoom(phi, start, cur, prev, budget - evals, evals)
         t = _cubic_minimizer(prev, cur, t + 0.01 * (t - prev.t), 10.0 * t)  # extrapolate
         prev = cur
-    return prev, False, evals
+    return prev, evals
 
 
 def _zoom(phi: Callable[[float], _Point], start: _Point, lo: _Point, hi: _Point, budget: int,
-          used: int) -> tuple[_Point, bool, int]:
+          used: int) -> tuple[_Point, int]:
     """Shrink the interval between ``lo`` (meets sufficient decrease, lowest loss so far) and ``hi``,
     which holds a strong-Wolfe step, by safeguarded cubic interpolation (bisection next to a NaN)."""
     for _ in range(budget):
         a, b = min(lo.t, hi.t), max(lo.t, hi.t)
         width = b - a
-        if width <= _EPS * b:  # no representable step left in between
+        if width <= _BRACKET_RTOL * b:  # nothing left to gain in between
             break
         if math.isfinite(hi.f) and math.isfinite(hi.gtd):
             t = _cubic_minimizer(lo, hi, a + 0.1 * width, b - 0.1 * width)
@@ -220,11 +230,11 @@ def _zoom(phi: Callable[[float], _Point], start: _Point, lo: _Point, hi: _Point,
             hi = cur
             continue
         if abs(cur.gtd) <= -_C2 * start.gtd:
-            return cur, True, used
+            return cur, used
         if cur.gtd * (hi.t - lo.t) >= 0.0:
             hi = lo
         lo = cur
-    return lo, False, used
+    return lo, used
 
 
 def _decrease_fails(p: _Point, start: _Point) -> bool:

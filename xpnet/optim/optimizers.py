@@ -49,6 +49,10 @@ class Optimizer:
     def _update(self, p: Array, g: Array) -> None:
         raise NotImplementedError
 
+    def state_names(self) -> tuple[str, ...] | None:
+        """The ``state`` arrays this optimizer holds once it has taken a step (None: not declared)."""
+        return None
+
     def config(self) -> dict:
         """Hyperparameters (JSON-serializable)."""
         return {k: v for k, v in vars(self).items() if k not in ("state", "t", "xp", "_fused")} | \
@@ -69,6 +73,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0 (e.g. momentum=0.9)")
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("momentum",) if self.momentum else ()
 
     def _update(self, p: Array, g: Array) -> None:
         if self.momentum == 0.0:
@@ -94,6 +101,9 @@ class Adam(Optimizer):
         self.beta1 = check.real("beta1", beta1, 0.0, 1.0, high_open=True)
         self.beta2 = check.real("beta2", beta2, 0.0, 1.0, high_open=True)
         self.eps = check.real("eps", eps, 0.0, low_open=True)
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("m", "v")
 
     def _update(self, p: Array, g: Array) -> None:
         m, v = self._buffer("m", p), self._buffer("v", p)
@@ -136,6 +146,9 @@ class RMSProp(Optimizer):
         super().__init__(lr)
         self.rho = check.real("rho", rho, 0.0, 1.0)
         self.eps = check.real("eps", eps, 0.0, low_open=True)
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("v",)
 
     def _update(self, p: Array, g: Array) -> None:
         v = self._buffer("v", p)

@@ -18,11 +18,12 @@ A callback is any object with some of these methods (or a plain callable, taken 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .history import History
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "PrintProgress", "GradNorms", "HOOKS"]
+__all__ = ["Callback", "CallbackList", "as_callbacks", "EarlyStopping", "PrintProgress", "GradNorms", "HOOKS"]
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "device_values", "on_epoch_end", "on_epoch_closed", "on_interrupt",
          "on_train_end")
@@ -63,13 +64,27 @@ class _EpochEndFunction(Callback):
         return self.fn(epoch, logs)
 
 
+def as_callbacks(callbacks: Any) -> list:
+    """``callbacks`` as a list (ValueError for one callback or anything else that is not a list of them)."""
+    if isinstance(callbacks, (str, bytes, dict)) or not isinstance(callbacks, Iterable) \
+            or any(callable(getattr(callbacks, h, None)) for h in HOOKS):
+        raise ValueError(f"callbacks must be a list of callbacks (e.g. [cb]), got {callbacks!r:.60}")
+    return list(callbacks)
+
+
 class CallbackList:
     """Callbacks called in order; ``on_epoch_end`` returns True if any asks to stop."""
 
     def __init__(self, callbacks: Iterable[Any]):
         self.callbacks = []
-        for cb in callbacks:
-            if not any(callable(getattr(cb, h, None)) for h in HOOKS):
+        for cb in as_callbacks(callbacks):
+            if isinstance(cb, type):
+                raise ValueError(f"callback {cb.__name__} is a class: pass an instance ({cb.__name__}(...))")
+            hooks = [h for h in HOOKS if getattr(cb, h, None) is not None]
+            unusable = [h for h in hooks if not callable(getattr(cb, h))]
+            if unusable:
+                raise ValueError(f"callback {cb!r:.60} has {', '.join(unusable)} that cannot be called")
+            if not hooks:
                 if not callable(cb):
                     raise ValueError(f"callback {cb!r:.60} is neither callable nor has any of the hooks {HOOKS}")
                 cb = _EpochEndFunction(cb)

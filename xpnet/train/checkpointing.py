@@ -27,11 +27,13 @@ from typing import Any, Iterator
 
 from .. import _validate as check
 from ..checkpoint import Checkpoint, Interrupted, save
+from ..io.atomic import check_writable
 from ..io.npzfile import json_default
 from .callbacks import Callback
 from .history import History
 
-__all__ = ["Checkpointer", "SignalCatcher", "catch_signals", "resume_state", "EPOCH_START", "MUST_MATCH"]
+__all__ = ["Checkpointer", "SignalCatcher", "catch_signals", "check_resume_epochs", "resume_state", "EPOCH_START",
+           "MUST_MATCH"]
 
 # The fit settings a resumed run must share with the saved one to continue it exactly.
 MUST_MATCH = ("loss", "l2", "batch_size", "shuffle", "validation_split", "seed", "clip_value", "clip_norm",
@@ -110,6 +112,10 @@ class Checkpointer(Callback):
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(f"checkpoint path {self.template!r} may hold only {{epoch}} as a field "
                                  f"(double other braces): {type(exc).__name__}: {exc}") from None
+        elif self.keep_last is not None:
+            raise ValueError(f"keep_last needs {{epoch}} in the checkpoint path (e.g. 'run-{{epoch}}.npz'): "
+                             f"{self.template!r} names one file, which every save replaces")
+        check_writable(self.template.format(epoch=0) if self.pattern else self.template, "checkpoint")
 
     def on_train_begin(self, info: dict) -> None:
         self.model, self.optimizer, self.history = info["model"], info["optimizer"], info["history"]
@@ -155,6 +161,16 @@ class Checkpointer(Callback):
                           self.history, path, epoch, step_in_epoch, signum)
 
 
+def check_resume_epochs(ck: Checkpoint, epochs: int) -> None:
+    """``epochs`` (the total) must leave something to train after the ``ck.epoch`` epochs completed, unless
+    the saved run stopped early (it is finished: resuming it returns at once)."""
+    if epochs <= ck.epoch and not (ck.history or {}).get("stopped_early"):
+        partial = " and part of the next one" if ck.meta.get("partial") is not None else ""
+        raise ValueError(f"epochs={epochs} but {ck.path or 'the checkpoint'} has completed {ck.epoch} epochs"
+                         f"{partial}: epochs is the total, so nothing would be trained; give epochs > {ck.epoch} "
+                         f"(the saved state alone: xpnet.checkpoint.load(path).restore(model))")
+
+
 def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> dict:
     """What the loop needs to continue the run saved in ``ck``: ``history``, ``first_epoch``,
     ``partial`` (an unfinished epoch, or None) and the early-stopping ``best``/``waited``/``best_params``/``best_buffers``."""
@@ -169,6 +185,8 @@ def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> d
         warnings.warn(f"resuming {ck.path or 'a checkpoint'} with settings that differ from the saved run "
                       f"({'; '.join(diff)}): the result will not match an uninterrupted run", stacklevel=4)
     history = History(ck.history)
+    if ck.history is not None and len(history["epoch"]) != ck.epoch:
+        raise ck._error(f"its history records {len(history['epoch'])} epochs but {ck.epoch} were completed")
     es = ck.meta.get("early_stopping") or {}
     if partial is not None:  # what the loop needs to finish the epoch (see EPOCH_START)
         partial = dict(partial, step_in_epoch=int(ck.meta["step_in_epoch"]))

@@ -6,13 +6,13 @@ from typing import Any, Callable, Iterable
 
 from .. import _validate as check
 from .. import random as xrandom
-from .._xp import device, fetch, namespace
+from .._xp import device, fetch, is_sparse, namespace
 from ..checkpoint import as_checkpoint
 from ..nn import Network, Objective
 from ..nn.inputs import is_continuous
 from ..optim import Adam, LossScaler, Optimizer, Schedule, clip_by_norm, clip_by_value
-from .callbacks import EarlyStopping, GradNorms, PrintProgress
-from .checkpointing import Checkpointer, catch_signals, resume_state
+from .callbacks import CallbackList, EarlyStopping, GradNorms, PrintProgress
+from .checkpointing import Checkpointer, catch_signals, check_resume_epochs, resume_state
 from .diagnosing import Diagnostics
 from .guard import NonFiniteGuard
 from .history import History
@@ -48,12 +48,12 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     gradient descent; returns a :class:`History`.
 
     X: (n, features) NumPy array, list or array already on the model's device (copied to the device
-    once). y: labels or targets as :meth:`Network.targets` describes. Each epoch draws a fresh
+    once), or a SciPy sparse matrix (kept sparse: see :mod:`xpnet.train.loop`). y: labels or targets as :meth:`Network.targets` describes. Each epoch draws a fresh
     permutation from the counter-based generator (key: seed, "shuffle", epoch); the last partial
     batch is used; a ``batch_size`` above n means one batch.
 
-    ``validation_split`` holds out that fraction (a fixed random subset) unless
-    ``validation_data=(X_val, y_val)`` is given; ``early_stopping`` stops when the validation loss
+    ``validation_split`` holds out that fraction (a fixed random subset); or give
+    ``validation_data=(X_val, y_val)`` (not both); ``early_stopping`` stops when the validation loss
     has not improved by ``min_delta`` for ``patience`` epochs and, with ``restore_best``, puts back
     the best parameters. ``schedule(t)`` gives the learning rate of step t. ``callbacks``: callables
     ``cb(epoch, logs) -> stop?`` or objects with the hooks of :mod:`xpnet.train.callbacks`.
@@ -82,6 +82,7 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         optimizer = ck.new_optimizer() if ck is not None and ck.meta.get("optimizer") else Adam(lr=1e-3)
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(lr=1e-3)), got {optimizer!r}")
+    callbacks = CallbackList(callbacks).callbacks  # unusable ones are refused before anything changes
     epochs, batch_size = check.integer("epochs", epochs, low=1), check.integer("batch_size", batch_size, low=1)
     patience = check.integer("patience", patience, low=1)
     l2, min_delta = check.real("l2", l2, 0.0), check.real("min_delta", min_delta, 0.0)
@@ -92,10 +93,15 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         raise ValueError("checkpoint_every, keep_last and checkpoint_extra need checkpoint=path")
     _same_source(X, y, "X", "y")
     if validation_data is not None:
+        if validation_split:
+            raise ValueError("validation_split and validation_data cannot both apply: pass one of them")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
         _same_source(*validation_data, "X_val", "y_val")
     if precision is not None:
         model.set_precision(precision)
     if ck is not None:
+        check_resume_epochs(ck, epochs)
         ck.restore(model, optimizer=optimizer)  # parameters, buffers, RNG key and counters, optimizer state
         seed = ck.fit_config.get("seed") if seed is None else seed
     seed = model.seed if seed is None else check.seed(seed)
@@ -136,7 +142,7 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
             if checkpoint is not None else []
         trainer = Trainer(model, optimizer, objective, batch_size=batch_size, seed=seed, l2=l2, shuffle=bool(shuffle),
                           schedule=schedule, transforms=transforms,
-                          callbacks=internal + list(callbacks) + saver, track_accuracy=train_accuracy,
+                          callbacks=internal + callbacks + saver, track_accuracy=train_accuracy,
                           validation=None if Xv is None else (Xv, Yv), signals=signals, scaler=scaler)
         return trainer.run(Xd, Yd, epochs, first_epoch=resumed.get("first_epoch", 0),
                            history=resumed.get("history"), partial=resumed.get("partial"),
@@ -156,10 +162,10 @@ def _device_data(model: Network, X: Any, y: Any, validation_split: float, valida
     Yd = model.targets(y)
     if Yd.shape[0] != n:
         raise ValueError(f"X and y have different lengths: {n} samples in X, {Yd.shape[0]} in y")
-    if not bool(xp.all(xp.isfinite(Xd))):
-        raise ValueError("X contains NaN or infinity: clean or impute the data before fitting")
+    _all_finite(xp, Xd, "X")
     if validation_data is not None:
         Xv, Yv = model.as_input(validation_data[0], "X_val"), model.targets(validation_data[1], "y_val")
+        _all_finite(xp, Xv, "X_val")
         return Xd, Yd, Xv, Yv
     if not validation_split:
         return Xd, Yd, None, None
@@ -168,8 +174,14 @@ def _device_data(model: Network, X: Any, y: Any, validation_split: float, valida
         raise ValueError(f"validation_split={validation_split} leaves {n_val} validation and "
                          f"{n - n_val} training samples; both need at least one")
     perm = xrandom.permutation(xp, n, seed, xrandom.STREAMS["split"], 0, model.backend.device)
-    Xv, Yv = xp.take(Xd, perm[:n_val], axis=0), xp.take(Yd, perm[:n_val], axis=0)
-    return xp.take(Xd, perm[n_val:], axis=0), xp.take(Yd, perm[n_val:], axis=0), Xv, Yv
+    rows = Xd.subset if is_sparse(Xd) else (lambda p: xp.take(Xd, p, axis=0))  # sparse X stays sparse
+    Xv, Yv = rows(perm[:n_val]), xp.take(Yd, perm[:n_val], axis=0)
+    return rows(perm[n_val:]), xp.take(Yd, perm[n_val:], axis=0), Xv, Yv
+
+
+def _all_finite(xp: Any, A: Any, name: str) -> None:
+    if not (A.all_finite() if is_sparse(A) else bool(xp.all(xp.isfinite(A)))):
+        raise ValueError(f"{name} contains NaN or infinity: clean or impute the data before fitting")
 
 
 def _same_source(X: Any, y: Any, x_name: str, y_name: str) -> None:

@@ -18,6 +18,7 @@ import math
 import time
 from typing import Any, Callable, Sequence
 
+from .. import _validate as check
 from .. import random as xrandom
 from .._xp import fetch, is_sparse
 from ..nn import Dense, Sequential
@@ -150,8 +151,8 @@ class Trainer:
             done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
             losses, hits = [], []
             for i, xb, yb in self._batches(X, Y, epoch, done["step_in_epoch"]):
-                if self.schedule is not None:
-                    opt.lr = self.schedule(opt.t)
+                if self.schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
+                    opt.lr = check.learning_rate(self.schedule, opt.t, self.schedule(opt.t))
                 scaler = self.scaler
                 counters = model.counters if opt.needs_closure else None
                 value, z = model.train_step(xb, yb, objective, self.l2, None if scaler is None else scaler.scale)
