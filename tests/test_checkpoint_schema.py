@@ -149,7 +149,7 @@ def test_json_and_layer_configs_nest_boundedly(good):
 def test_absurd_sizes_are_refused_before_anything_is_allocated(good):
     meta, raw = _parts(good)
     meta["model"]["sizes"] = [4, 10**9, 3]  # 8e9 parameters, with a layout that agrees
-    meta["layout"] = xpnet.nn.network.config_layout(meta["model"])[1].describe()
+    meta["layout"] = xpnet.nn.configs.config_layout(meta["model"])[1].describe()
     msg = _refused(_write(good, meta, raw), "needs about")
     assert "8,000,000,003 parameters" in msg and "more than the" in msg
     meta["model"]["sizes"] = [4, 2**62, 3]

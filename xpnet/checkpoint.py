@@ -41,12 +41,12 @@ import backends as _backends
 
 from . import optim as _optim
 from ._version import __version__
-from .io.atomic import atomic_write
 from .io import schema
+from .io.atomic import atomic_write
 from .io.npzfile import Archive, CheckpointError, json_default, write_npz
 from .nn import Dense, Network, Sequential, network_from_config, walk
-from .nn.network import legacy_counters
 from .nn.mlp import mlp_layers
+from .nn.state import legacy_counters
 
 __all__ = ["save", "load", "Checkpoint", "CheckpointError", "Interrupted", "FORMAT_VERSION", "as_checkpoint"]
 

@@ -4,7 +4,7 @@
 the members the file must hold (exactly those) with their shapes and dtype, or raises one
 :class:`CheckpointError` line naming the file and the field. Nothing is allocated before: the
 model config is sized by building its layer tree without arrays
-(:func:`xpnet.nn.network.config_layout`), the layout the file declares must be that one, and the
+(:func:`xpnet.nn.configs.config_layout`), the layout the file declares must be that one, and the
 bytes its members will take are held against :func:`xpnet._validate.memory_limit`. Counters
 (epochs, steps, dropout counters) are integers below 2⁶², JSON nests at most 64 levels and layer
 configs at most 32.
@@ -22,9 +22,10 @@ import backends as _backends
 from .. import _validate as valid
 from .. import optim as _optim
 from ..nn import Dense, Dropout, walk
-from ..nn.layout import Layout
 from ..nn.binding import number_streams
-from ..nn.network import DTYPES, OUTPUTS, config_layout
+from ..nn.configs import config_layout
+from ..nn.layout import Layout
+from ..nn.network import DTYPES, OUTPUTS
 from ..nn.precision import PRECISIONS
 from .npzfile import Archive, CheckpointError
 

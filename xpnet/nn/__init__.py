@@ -6,19 +6,32 @@
 
 The layer contract is in :mod:`xpnet.nn.layer`; where parameters live, in :mod:`xpnet.nn.layout`.
 """
-from .activations import (ACTIVATIONS, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh,
-                          make_activation, sigmoid)
+from .activations import (
+                          ACTIVATIONS,
+                          GELU,
+                          Activation,
+                          Identity,
+                          LeakyReLU,
+                          ReLU,
+                          Sigmoid,
+                          Softmax,
+                          Tanh,
+                          make_activation,
+                          sigmoid,
+)
 from .batchnorm import BatchNorm1d
 from .binding import Bound, bind_tree, standalone
+from .configs import network_from_config
 from .containers import Residual, Sequential
 from .dense import Dense
 from .dropout import Dropout
 from .layer import LAYERS, Buffer, Layer, Param, layer_from_config, register
-from .layout import Entry, Layout, walk
+from .layout import Entry, Layout
 from .losses import LOSSES, get_loss
 from .mlp import MLP
-from .network import Network, network_from_config
+from .network import Network
 from .objective import Objective
+from .tree import walk
 
 __all__ = ["Layer", "Param", "Buffer", "register", "layer_from_config", "LAYERS", "Dense", "Dropout",
            "BatchNorm1d", "Residual", "Sequential", "Activation", "Identity", "ReLU", "LeakyReLU", "Sigmoid",

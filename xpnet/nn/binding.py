@@ -8,7 +8,8 @@ from .. import _validate as check
 from .. import random as xrandom
 from ._context import Context
 from .init import initial_value
-from .layout import Layout, walk
+from .layout import Layout
+from .tree import walk
 
 __all__ = ["Bound", "bind_tree", "bind_views", "number_streams", "check_memory", "standalone"]
 

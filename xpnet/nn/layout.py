@@ -14,7 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-__all__ = ["Entry", "Layout", "walk"]
+from .tree import walk
+
+__all__ = ["Entry", "Layout"]
 
 Array = Any
 
@@ -49,13 +51,6 @@ class Entry:
     def describe(self) -> dict:
         return {"name": self.name, "offset": self.offset, "shape": list(self.shape), "decay": self.decay,
                 "kind": self.kind}
-
-
-def walk(layer: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, layer) for ``layer`` and everything inside it, depth-first (parents first)."""
-    yield path, layer
-    for name, child in layer.children():
-        yield from walk(child, f"{path}.{name}" if path else name)
 
 
 class Layout:

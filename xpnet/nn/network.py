@@ -23,16 +23,17 @@ from .._xp import Array
 from . import inputs
 from ._context import Context
 from .activations import HEADS, Activation, make_activation
+from .binding import bind_tree, bind_views
 from .containers import Sequential
 from .dense import Dense
 from .dropout import Dropout
-from .binding import bind_tree, bind_views
 from .layer import Layer, layer_from_config
-from .layout import Layout, walk
 from .losses import l2_penalty
 from .precision import Precision, as_precision
+from .state import load_state_dict, state_dict
+from .tree import input_width, walk
 
-__all__ = ["Network", "network_from_config", "config_layout", "OUTPUTS", "DTYPES"]
+__all__ = ["Network", "OUTPUTS", "DTYPES"]
 
 OUTPUTS = ("sigmoid", "softmax", "identity")
 DTYPES = ("float32", "float64")
@@ -69,7 +70,7 @@ class Network:
         self.precision = self._check_precision(precision)
         self.n_inputs: int | None = None
         self._take_head()
-        width = _input_width(self.root)
+        width = input_width(self.root)
         if isinstance(width, int):
             self.build(width)
 
@@ -353,40 +354,11 @@ class Network:
 
     def state_dict(self) -> dict:
         """Backend-neutral state: config, NumPy copies of every parameter and buffer (by name), counters."""
-        to_np = self.backend.to_numpy
-        return {"config": self.config(),
-                "params": {e.name: to_np(e.view(self.params, self.xp)).copy() for e in self.layout.params},
-                "buffers": {e.name: to_np(e.view(self.buffers, self.xp)).copy() for e in self.layout.buffers},
-                "dropout_counters": self.counters}
+        return state_dict(self)
 
     def load_state_dict(self, state: dict) -> None:
-        """Load a :meth:`state_dict` (from any backend). An MLP state of the old form
-        (``weights``/``biases`` lists) fills the Dense layers in order."""
-        named = dict(state.get("params") or {})
-        if "weights" in state or "biases" in state:
-            ws, bs = list(state.get("weights", [])), list(state.get("biases", []))
-            if len(ws) != len(self._dense) or len(bs) != len(self._dense):
-                raise ValueError(f"state has {len(ws)} weight and {len(bs)} bias arrays; the network has "
-                                 f"{len(self._dense)} Dense layers")
-            paths = [p for p, layer in walk(self.root) if isinstance(layer, Dense)]
-            for p, w, b in zip(paths, ws, bs):
-                named[f"{p}.W" if p else "W"], named[f"{p}.b" if p else "b"] = w, b
-        for flat, entries, values in ((self.params, self.layout.params, named),
-                                      (self.buffers, self.layout.buffers, dict(state.get("buffers") or {}))):
-            missing = [e.name for e in entries if e.name not in values]
-            if missing and (entries is self.layout.params or values):
-                raise ValueError(f"state has no values for {', '.join(missing[:5])}")
-            for e in entries:
-                if e.name not in values:
-                    continue
-                arr = inputs.to_device(self.backend, values[e.name], f"state array {e.name!r}")
-                if tuple(arr.shape) != e.shape:
-                    raise ValueError(f"state array {e.name!r} has shape {tuple(arr.shape)}, the network's is {e.shape}")
-                flat[e.offset:e.stop] = self.xp.reshape(self.xp.astype(arr, self.dtype), (-1,))
-        if state.get("dropout_counters") is not None:
-            old_form = "weights" in state or "biases" in state
-            counters = list(state["dropout_counters"])
-            self.counters = legacy_counters(self.dropout_layers, counters) if old_form else counters
+        """Load a :meth:`state_dict` (from any backend); see :func:`xpnet.nn.state.load_state_dict`."""
+        load_state_dict(self, state)
 
     @classmethod
     def recognizes(cls, cfg: dict) -> bool:
@@ -429,54 +401,3 @@ class Network:
         net = cls.from_config(state["config"], backend=backend, dtype=dtype)
         net.load_state_dict(state)
         return net
-
-
-def legacy_counters(dropout_layers: Sequence[Dropout], counters: Sequence[int]) -> list[int]:
-    """Dropout counters saved by the MLP of before the layer redesign (checkpoint format 1, old-form
-    state dicts), which had a Dropout layer only where p > 0, spread over today's Dropout layers: the
-    MLP now also keeps p = 0 ones (so the k-th Dropout follows hidden layer k); they never draw, so
-    their counter is 0. Counters of any other length are returned as they are."""
-    live = [layer.p > 0.0 for layer in dropout_layers]
-    if len(counters) == len(live) or len(counters) != sum(live):
-        return list(counters)
-    it = iter(counters)
-    return [next(it) if on else 0 for on in live]
-
-
-def _input_width(layer: Layer) -> int | None | type(Ellipsis):
-    """The input width the first width-fixing layer declares (None: open; ...: none declares one)."""
-    if isinstance(layer, Sequential):
-        for child in layer.layers:
-            w = _input_width(child)
-            if w is not Ellipsis:
-                return w
-        return Ellipsis
-    children = layer.children()
-    if children:
-        return _input_width(children[0][1])
-    for attr in ("n_in", "n"):
-        if hasattr(layer, attr):
-            return getattr(layer, attr)
-    return Ellipsis
-
-
-def config_layout(cfg: Any) -> tuple[Sequential, Layout, int]:
-    """The built layer tree, :class:`Layout` and output width a network config describes, without
-    allocating any array (so a config from a file can be sized before it is built). ValueError if it
-    cannot be built."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"a network config must be a JSON object, got {type(cfg).__name__}")
-    root = Sequential(Network.layers_from_config(cfg))
-    width = cfg.get("n_inputs")
-    width = _input_width(root) if width is None else width
-    if not isinstance(width, int) or isinstance(width, bool):
-        raise ValueError("the config leaves the input width open (no n_inputs and no n_in on the first layer)")
-    n_out = root.build(check.integer("n_inputs", width, low=1))
-    if n_out is None:
-        raise ValueError("the network's output width is unknown: give the last Dense its n_out")
-    return root, Layout(root), n_out
-
-
-def network_from_config(cfg: Any, backend: Any = "numpy", dtype: str | None = None) -> Network:
-    """A Network (or an MLP, for a config with ``sizes``) from ``config()`` output; never unpickles."""
-    return Network.from_config(cfg, backend=backend, dtype=dtype)
