@@ -349,10 +349,12 @@ def _git_commit(root) -> str | None:
 
 def machine_info(command_line: str, root) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k.startswith(("OPENBLAS", "OMP_", "MKL_", "CUDA_VISIBLE", "CUPY_TF32"))}
+           if k.startswith(("OPENBLAS", "OMP_", "MKL_", "CUDA_VISIBLE", "CUPY_TF32", "XLA_",
+                            "XPNET_"))}
     versions = {"python": platform.python_version()}
     for dist in ("numpy", "torch", "scikit-learn", "cupy", "cupy-cuda12x", "cupy-cuda13x",
-                 "array-api-compat", "array-api-strict", "threadpoolctl", "xpnet"):
+                 "thinc", "jax", "jaxlib", "array-api-compat", "array-api-strict", "threadpoolctl",
+                 "xpnet"):
         v = _version(dist)
         if v is not None:
             versions[dist] = v

@@ -6,13 +6,22 @@ A peer has:
   device_memory   None, "torch-cuda" or "cupy": how its device memory peak is read
   check()         None if it can run here, else the reason it is skipped
   setup()         untimed, once: heavy imports, device/context creation
+  prepare(task, data) untimed, after the warm-up: anything else that depends on
+                  the task's exact array shapes (jax.jit compiles per shape)
   fit(task, X, y) timed: build the model from scratch and train it; returns
                   the peer's own per-epoch mean training losses (or None)
   sync()          wait for queued device work (timed region ends after it)
   predict_proba(X) untimed: numpy probabilities, (n, 1) binary or (n, k)
 
-Heavy libraries (torch, sklearn, xpnet) are imported inside the methods so a
-missing one only makes its peer "skipped (not installed)".
+Heavy libraries (torch, sklearn, thinc, jax, xpnet) are imported inside the
+methods so a missing one only makes its peer "skipped (not installed)".
+
+The strong peers are written the way their best users write them: torch-tuned-*
+(Adam with foreach=True on CPU, fused=True on CUDA, no per-step synchronisation),
+torch-compile-* (the same, with the model compiled by torch.compile once per task,
+mode "reduce-overhead" on CUDA), thinc-* (NumpyOps / CupyOps) and jax-* (one
+jit-compiled training step, parameters and Adam state donated). Compiling peers
+compile in the untimed warm-up, which sees the same batch shapes as the timed runs.
 """
 
 from __future__ import annotations
@@ -51,6 +60,9 @@ class Peer:
         return None
 
     def setup(self):
+        pass
+
+    def prepare(self, task, data):
         pass
 
     def sync(self):
@@ -130,36 +142,72 @@ class SklearnPeer(Peer):
         return full
 
 
-# ---------------------------------------------------------------- PyTorch eager
+# ---------------------------------------------------------------- PyTorch
+
+def _torch_mlp(torch, sizes):
+    """nn.Sequential of Linear + ReLU, He-normal weights, zero biases (torch's global seed 0)."""
+    from torch import nn
+    torch.manual_seed(0)
+    layers = []
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    _torch_reinit(torch, model)
+    return model
+
+
+def _torch_reinit(torch, model):
+    """He-normal weights and zero biases in place, from torch's global seed 0."""
+    from torch import nn
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
 
 class TorchPeer(Peer):
-    """nn.Sequential + torch.optim.Adam, randperm shuffling every epoch."""
+    """nn.Sequential + torch.optim.Adam, randperm shuffling every epoch, no per-step sync.
 
-    def __init__(self, device: str):
-        self.device = device
-        self.name = f"torch-{device}"
+    variant "eager": torch.optim.Adam with its defaults (the typical tutorial code);
+    "tuned": Adam(foreach=True) on CPU, Adam(fused=True) on CUDA;
+    "compile": "tuned" with the model compiled by torch.compile (default mode on CPU,
+    "reduce-overhead", i.e. CUDA graphs, on CUDA). The compiled model is built once per
+    network shape and re-initialised in place for each run, as one reuses a compiled model.
+    """
+
+    def __init__(self, device: str, variant: str = "eager"):
+        self.device, self.variant = device, variant
+        self.name = f"torch-{device}" if variant == "eager" else f"torch-{variant}-{device}"
         self.matmul_lib = f"torch-{device}"
         self.device_memory = "torch-cuda" if device == "cuda" else None
+        self._compiled = {}
 
     def check(self):
         if not _installed("torch"):
             return "not installed"
-        if self.device == "cuda":
-            import torch
-            if not torch.cuda.is_available():
-                return "no CUDA device"
+        import torch
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device"
+        if self.variant == "compile":
+            return _torch_compile_problem(torch, self.device)
         return None
 
     def setup(self):
         import torch
         torch.set_num_threads(usable_cores())
+        what = {"eager": "eager", "tuned": "eager, Adam(foreach)" if self.device == "cpu"
+                else "eager, Adam(fused)", "compile": "torch.compile"}[self.variant]
         if self.device == "cuda":
             torch.zeros(1, device="cuda")
             torch.cuda.synchronize()
-            self.backend_desc = (f"torch {torch.__version__} eager, "
+            self.backend_desc = (f"torch {torch.__version__} {what}, "
                                  f"{torch.cuda.get_device_name(0)}")
         else:
-            self.backend_desc = (f"torch {torch.__version__} eager, "
+            self.backend_desc = (f"torch {torch.__version__} {what}, "
                                  f"{torch.get_num_threads()} threads")
 
     def sync(self):
@@ -167,23 +215,27 @@ class TorchPeer(Peer):
             import torch
             torch.cuda.synchronize()
 
+    def _model(self, torch, sizes):
+        """(module to train, module for inference) for this run."""
+        dev = torch.device(self.device)
+        if self.variant != "compile":
+            model = _torch_mlp(torch, sizes).to(dev)
+            return model, model
+        if sizes not in self._compiled:
+            model = _torch_mlp(torch, sizes).to(dev)
+            mode = "reduce-overhead" if self.device == "cuda" else None
+            self._compiled[sizes] = (torch.compile(model, mode=mode, dynamic=False), model)
+        else:
+            _torch_reinit(torch, self._compiled[sizes][1])
+        return self._compiled[sizes]
+
     def fit(self, task, X, y):
         import torch
         from torch import nn
 
         dev = torch.device(self.device)
-        torch.manual_seed(0)
-        n_layers = len(task.sizes) - 1
-        layers = []
-        for i, (d_in, d_out) in enumerate(zip(task.sizes[:-1], task.sizes[1:])):
-            lin = nn.Linear(d_in, d_out)
-            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-            nn.init.zeros_(lin.bias)
-            layers.append(lin)
-            if i < n_layers - 1:
-                layers.append(nn.ReLU())
-        model = nn.Sequential(*layers).to(dev)
-        self.model, self.n_out = model, task.sizes[-1]
+        train_model, self.model = self._model(torch, tuple(task.sizes))
+        self.n_out = task.sizes[-1]
 
         Xt = torch.from_numpy(X).to(dev)
         if self.n_out == 1:
@@ -192,22 +244,32 @@ class TorchPeer(Peer):
         else:
             yt = torch.from_numpy(y).to(dev)
             loss_fn = nn.CrossEntropyLoss()
-        weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
-        biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
+        params = dict(self.model.named_parameters())
+        weights = [p for name, p in params.items() if name.endswith("weight")]
+        biases = [p for name, p in params.items() if name.endswith("bias")]
         # coupled weight decay == gradient of l2/2 * sum(W**2) on the weights
-        opt = torch.optim.Adam([{"params": weights, "weight_decay": task.l2},
-                                {"params": biases, "weight_decay": 0.0}], lr=task.lr)
+        groups = [{"params": weights, "weight_decay": task.l2},
+                  {"params": biases, "weight_decay": 0.0}]
+        if self.variant == "eager":
+            opt = torch.optim.Adam(groups, lr=task.lr)
+        elif self.device == "cuda":
+            opt = torch.optim.Adam(groups, lr=task.lr, fused=True)
+        else:
+            opt = torch.optim.Adam(groups, lr=task.lr, foreach=True)
+        graphs = self.variant == "compile" and self.device == "cuda"
         gen = torch.Generator(device=dev).manual_seed(0)
         n, bs = Xt.shape[0], task.batch_size
         history = []
-        model.train()
+        train_model.train()
         for _ in range(task.epochs):
             perm = torch.randperm(n, device=dev, generator=gen)
             total = torch.zeros((), device=dev)
             for start in range(0, n, bs):
                 idx = perm[start:start + bs]
                 xb, yb = Xt[idx], yt[idx]
-                loss = loss_fn(model(xb), yb)
+                if graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                loss = loss_fn(train_model(xb), yb)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -227,6 +289,260 @@ class TorchPeer(Peer):
                 p = torch.sigmoid(z) if self.n_out == 1 else torch.softmax(z, dim=1)
                 return p.cpu().numpy()
         return _chunked(run, X)
+
+
+def _torch_compile_problem(torch, device: str):
+    """None if torch.compile can train a tiny model here, else why not (one line)."""
+    try:
+        model = torch.nn.Linear(3, 1).to(device)
+        compiled = torch.compile(model, mode="reduce-overhead" if device == "cuda" else None,
+                                 dynamic=False)
+        compiled(torch.ones(2, 3, device=device)).sum().backward()
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot run here"
+        msg = (str(exc).strip().splitlines() or [""])[0][:160]
+        return f"torch.compile failed: {type(exc).__name__}: {msg}"
+    return None
+
+
+# ---------------------------------------------------------------- Thinc
+
+class ThincPeer(Peer):
+    """thinc chain(Relu, ..., Softmax) with He-normal init, thinc's Adam (no clipping, no averages).
+
+    NumpyOps on CPU, CupyOps on CUDA. One output unit: a Linear output layer with the
+    sigmoid and binary cross-entropy gradient (p - y)/n computed on the logits, as
+    BCE-with-logits does; several: Softmax + CategoricalCrossentropy. L2 is added to
+    the weight gradients (not the biases), like the other peers.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.name = f"thinc-{device}"
+        self.matmul_lib = "numpy" if device == "cpu" else "cupy"
+        self.device_memory = "cupy" if device == "cuda" else None
+
+    def check(self):
+        if not _installed("thinc"):
+            return "not installed"
+        if self.device == "cuda":
+            if not _installed("cupy"):
+                return "CuPy not installed"
+            import cupy
+            try:
+                if cupy.cuda.runtime.getDeviceCount() < 1:
+                    return "no CUDA device"
+            except Exception:  # noqa: BLE001 - no driver, no device
+                return "no CUDA device"
+        return None
+
+    def setup(self):
+        import thinc
+        from thinc.api import CupyOps, NumpyOps
+        self.ops = NumpyOps() if self.device == "cpu" else CupyOps()
+        self.backend_desc = f"thinc {thinc.__version__} {type(self.ops).__name__}"
+
+    def sync(self):
+        if self.device == "cuda":
+            import cupy
+            cupy.cuda.Stream.null.synchronize()
+
+    def fit(self, task, X, y):
+        from thinc.api import Adam, Linear, Relu, Softmax, chain, fix_random_seed, use_ops
+        from thinc.initializers import he_normal_init, zero_init
+
+        ops, xp = self.ops, self.ops.xp
+        sizes, self.n_out = task.sizes, task.sizes[-1]
+        init = {"init_W": he_normal_init, "init_b": zero_init}
+        with use_ops(type(self.ops).name):
+            hidden = [Relu(nO=o, nI=i, **init) for i, o in zip(sizes[:-2], sizes[1:-1])]
+            out = (Linear if self.n_out == 1 else Softmax)(nO=sizes[-1], nI=sizes[-2], **init)
+            model = chain(*hidden, out)
+        fix_random_seed(0)
+        model.initialize()
+        self.model = model
+        opt = Adam(task.lr, beta1=0.9, beta2=0.999, eps=1e-8, L2=0.0, grad_clip=0.0,
+                   use_averages=False)
+        layers = [node for node in model.walk() if node.has_param("W")]
+
+        Xd = ops.asarray2f(X)
+        targets = (ops.asarray2f(y.astype(np.float32).reshape(-1, 1)) if self.n_out == 1
+                   else ops.asarray2f(np.eye(self.n_out, dtype=np.float32)[y]))
+        rng = np.random.default_rng(0)
+        n, bs = X.shape[0], task.batch_size
+        history = []
+        for _ in range(task.epochs):
+            perm = ops.asarray1i(rng.permutation(n).astype(np.int32))
+            total = xp.zeros((), dtype=xp.float32)
+            for start in range(0, n, bs):
+                idx = perm[start:start + bs]
+                xb, tb = Xd[idx], targets[idx]
+                out, backprop = model.begin_update(xb)
+                if self.n_out == 1:  # logits z: p = sigmoid(z), dL/dz = (p - y)/n
+                    p = 1.0 / (1.0 + xp.exp(-out))
+                    loss = xp.logaddexp(0.0, out) - out * tb  # BCE with logits
+                    d = (p - tb) / xb.shape[0]
+                else:
+                    loss = -xp.log(xp.maximum((out * tb).sum(axis=1), 1e-7))
+                    d = (out - tb) / xb.shape[0]
+                backprop(d)
+                if task.l2:
+                    for node in layers:
+                        node.inc_grad("W", task.l2 * node.get_param("W"))
+                model.finish_update(opt)
+                total += loss.sum()
+            history.append(float(total) / n)
+        return history
+
+    def predict_proba(self, X):
+        ops = self.ops
+
+        def run(xc):
+            z = self.model.predict(ops.asarray2f(xc))
+            if self.n_out == 1:
+                z = 1.0 / (1.0 + ops.xp.exp(-z))
+            return ops.to_numpy(z)
+        return _chunked(run, X)
+
+
+# ---------------------------------------------------------------- JAX
+
+class JaxPeer(Peer):
+    """A jax.jit-compiled training step (forward, jax.grad backward, Adam) on device arrays.
+
+    Parameters and Adam state are donated to the step; the batch is gathered inside it
+    from the device-resident data and the epoch's permutation; the epoch loss is summed on
+    the device (one transfer per epoch). The step is compiled once per network and array
+    shapes, in prepare() (untimed).
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.name = f"jax-{device}"
+        self.matmul_lib = "numpy" if device == "cpu" else "torch-cuda"
+        self.device_memory = None
+        self._steps = {}
+
+    def check(self):
+        if not _installed("jax"):
+            return "not installed"
+        import jax
+        try:
+            jax.devices("gpu" if self.device == "cuda" else "cpu")
+        except RuntimeError:
+            return "no CUDA device for JAX" if self.device == "cuda" else "no CPU device for JAX"
+        return None
+
+    def setup(self):
+        import jax
+        self.dev = jax.devices("gpu" if self.device == "cuda" else "cpu")[0]
+        self.backend_desc = f"jax {jax.__version__} jit, {self.dev.platform}"
+
+    def sync(self):
+        import jax
+        jax.block_until_ready(getattr(self, "params", None))
+
+    def _step(self, task):
+        key = (tuple(task.sizes), task.lr, task.l2)
+        if key not in self._steps:
+            self._steps[key] = _jax_train_step(task.sizes[-1], task.lr, task.l2)
+        return self._steps[key]
+
+    def prepare(self, task, data):
+        """Run the training code on the whole data, two epochs of a few batches: every shape
+        and argument provenance (fresh or a previous step's output) of fit's steps compiles."""
+        n, bs = data.n_train, task.batch_size
+        self._train(task, data.X_train, data.y_train, epochs=2, starts=[0, 0, n - (n % bs or bs)])
+        self.release()
+
+    def fit(self, task, X, y):
+        return self._train(task, X, y, task.epochs, range(0, X.shape[0], task.batch_size))
+
+    def _train(self, task, X, y, epochs, starts):
+        import jax
+        import jax.numpy as jnp
+
+        step = self._step(task)
+        self.n_out = task.sizes[-1]
+        rng = np.random.default_rng(0)
+        params = [(rng.standard_normal((i, o)).astype(np.float32) * np.float32(np.sqrt(2.0 / i)),
+                   np.zeros(o, np.float32)) for i, o in zip(task.sizes[:-1], task.sizes[1:])]
+        params = jax.device_put(params, self.dev)
+        state = tuple(jax.tree_util.tree_map(jnp.zeros_like, params) for _ in "mv") + (
+            jnp.zeros((), jnp.float32),)
+        Xd = jax.device_put(X, self.dev)
+        yd = jax.device_put(y.astype(np.float32).reshape(-1, 1) if self.n_out == 1
+                            else y.astype(np.int32), self.dev)
+        key = jax.device_put(jax.random.PRNGKey(0), self.dev)
+        n, bs = X.shape[0], task.batch_size
+        history = []
+        for _ in range(epochs):
+            key, sub = jax.random.split(key)
+            perm = jax.random.permutation(sub, n)
+            total = jnp.zeros((), jnp.float32)
+            for start in starts:
+                params, state, total = step(params, state, total, Xd, yd, perm, start,
+                                            size=min(bs, n - start))
+            history.append(float(total) / n)
+        self.params = params
+        return history
+
+    def predict_proba(self, X):
+        import jax
+        import jax.numpy as jnp
+
+        def run(xc):
+            z = _jax_forward(self.params, jax.device_put(xc, self.dev))
+            p = jax.nn.sigmoid(z) if self.n_out == 1 else jax.nn.softmax(z, axis=1)
+            return np.asarray(p)
+        return _chunked(run, X)
+
+    def release(self):
+        self.params = None
+
+
+def _jax_forward(params, x):
+    import jax
+    for W, b in params[:-1]:
+        x = jax.nn.relu(x @ W + b)
+    W, b = params[-1]
+    return x @ W + b
+
+
+def _jax_train_step(n_out: int, lr: float, l2: float):
+    """step(params, state, total, X, y, perm, start, size) -> (params, state, total + batch loss sum)."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def loss_fn(params, xb, yb):
+        z = _jax_forward(params, xb)
+        if n_out == 1:  # binary cross-entropy from logits
+            per = jnp.logaddexp(0.0, z) - z * yb
+        else:
+            per = -jnp.take_along_axis(jax.nn.log_softmax(z), yb[:, None], axis=1)
+        total = per.sum()
+        reg = 0.5 * l2 * sum(jnp.sum(W * W) for W, _ in params) if l2 else 0.0
+        return total / xb.shape[0] + reg, total
+
+    @functools.partial(jax.jit, static_argnames=("size",), donate_argnums=(0, 1, 2))
+    def step(params, state, total, X, y, perm, start, *, size):
+        idx = lax.dynamic_slice(perm, (start,), (size,))
+        (_, batch_total), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, X[idx], y[idx])
+        m, v, t = state
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        step_size = lr / (1 - b1 ** t)
+        root = jnp.sqrt(1 - b2 ** t)
+        params = jax.tree_util.tree_map(
+            lambda p, m, v: p - step_size * m / (jnp.sqrt(v) / root + eps), params, m, v)
+        return params, (m, v, t), total + batch_total
+
+    return step
 
 
 # ---------------------------------------------------------------- xpnet
@@ -308,7 +624,12 @@ class XpnetPeer(Peer):
 
 # ---------------------------------------------------------------- registry
 
-BASE_PEERS = ("plain-numpy", "sklearn", "torch-cpu", "torch-cuda")
+BASE_PEERS = ("plain-numpy", "sklearn", "torch-cpu", "torch-tuned-cpu", "torch-compile-cpu",
+              "thinc-cpu", "jax-cpu", "torch-cuda", "torch-tuned-cuda", "torch-compile-cuda",
+              "thinc-cuda", "jax-cuda")
+# --peers shorthands
+PEER_GROUPS = {"torch": tuple(p for p in BASE_PEERS if p.startswith("torch-")),
+               "thinc": ("thinc-cpu", "thinc-cuda"), "jax": ("jax-cpu", "jax-cuda")}
 # The GPU xpnet specs a report should mention even where they are missing.
 KNOWN_GPU_SPECS = ("cupy", "torch:cuda")
 
@@ -318,14 +639,23 @@ def make_peer(name: str) -> Peer:
         return PlainNumpyPeer()
     if name in ("sklearn", "scikit-learn"):
         return SklearnPeer()
-    if name in ("torch-cpu", "torch"):
+    if name == "torch-cpu":
         return TorchPeer("cpu")
     if name == "torch-cuda":
         return TorchPeer("cuda")
+    for variant in ("tuned", "compile"):
+        for device in ("cpu", "cuda"):
+            if name == f"torch-{variant}-{device}":
+                return TorchPeer(device, variant)
+    for device in ("cpu", "cuda"):
+        if name == f"thinc-{device}":
+            return ThincPeer(device)
+        if name == f"jax-{device}":
+            return JaxPeer(device)
     if name.startswith("xpnet:"):
         return XpnetPeer(name[len("xpnet:"):])
     raise ValueError(f"unknown peer {name!r}; known: xpnet, xpnet:<backend spec>, "
-                     + ", ".join(BASE_PEERS))
+                     + ", ".join(BASE_PEERS + tuple(PEER_GROUPS)))
 
 
 def xpnet_backend_specs(requested: list[str] | None, include_strict: bool = False):

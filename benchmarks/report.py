@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-REFERENCE_PEERS = ("plain-numpy", "sklearn", "torch-cpu", "torch-cuda")
+REFERENCE_PEERS = ("plain-numpy", "sklearn", "torch-cpu", "torch-tuned-cpu", "torch-compile-cpu",
+                   "thinc-cpu", "jax-cpu", "torch-cuda", "torch-tuned-cuda", "torch-compile-cuda",
+                   "thinc-cuda", "jax-cuda")
 
 
 def _f(v, fmt="{:.3g}", none="–"):
@@ -89,9 +91,17 @@ def header(meta):
         "forward cache, hand backprop, Adam with bias correction, new arrays every step). "
         "*sklearn* is MLPClassifier(solver='adam', tol=0, n_iter_no_change=huge, "
         "alpha = l2 × batch size); it cannot use He init (Glorot-uniform weights and "
-        "biases), which alone makes its loss after few epochs differ. *torch-…* is "
-        "nn.Sequential + torch.optim.Adam with a randperm shuffle per epoch. *xpnet:…* "
-        "is xpnet.MLP + xpnet.fit (train_accuracy=False, as no other peer tracks it).",
+        "biases), which alone makes its loss after few epochs differ. *torch-cpu/cuda* is "
+        "nn.Sequential + torch.optim.Adam (defaults) with a randperm shuffle per epoch and no "
+        "per-step synchronisation; *torch-tuned-…* the same with Adam(foreach=True) on CPU and "
+        "Adam(fused=True) on CUDA; *torch-compile-…* the tuned one with the model compiled by "
+        "torch.compile (default mode on CPU, reduce-overhead on CUDA) once per network and "
+        "re-initialised in place per run, compiled during the warm-up. *thinc-…* is Thinc "
+        "(NumpyOps / CupyOps) Relu layers + Softmax (or a Linear logit with BCE) and Thinc's Adam "
+        "without clipping or averaging. *jax-…* is one jax.jit-compiled step (forward, grad, Adam; "
+        "parameters donated; batches gathered on the device), compiled during the warm-up. Thinc "
+        "and JAX are compared with NumPy's matmul rate on CPU (CuPy's or torch's on CUDA). "
+        "*xpnet:…* is xpnet.MLP + xpnet.fit (train_accuracy=False, as no other peer tracks it).",
         "",
     ]
     return "\n".join(lines)

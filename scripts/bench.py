@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark xpnet against plain NumPy, scikit-learn and PyTorch (issue 6).
+"""Benchmark xpnet against plain NumPy, scikit-learn, PyTorch, Thinc and JAX (issues 6, 16).
 
 Every peer trains the same network on the same data with the same batch size,
 optimiser (Adam) and number of epochs, in this one process.  Repeats alternate
@@ -18,9 +18,9 @@ Examples
     python scripts/bench.py --task large --peers xpnet,torch-cpu --backends torch:cpu
     python scripts/bench.py --task small --tiny --repeats 1      # smoke test
 
-Only numpy is imported at module level; torch, scikit-learn, cupy and xpnet
-are imported by the peers that need them, and a missing one is reported as
-"skipped (not installed)".
+Only numpy is imported at module level; torch, scikit-learn, thinc, jax, cupy
+and xpnet are imported by the peers that need them, and a missing one is
+reported as "skipped (not installed)" (pip install "xpnet[bench]" adds Thinc and JAX).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import measure, report  # noqa: E402
-from benchmarks.peers import BASE_PEERS, make_peer, xpnet_backend_specs  # noqa: E402
+from benchmarks.peers import BASE_PEERS, PEER_GROUPS, make_peer, xpnet_backend_specs  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, get_task, make_data  # noqa: E402
 
 
@@ -60,7 +60,8 @@ def parse_args(argv=None):
                         "(all = small,medium,large, plus xlarge when a GPU is present)")
     p.add_argument("--peers", default=None,
                    help="comma list of: xpnet (every --backends spec), xpnet:<spec>, "
-                        + ", ".join(BASE_PEERS) + ", torch (= torch-cpu,torch-cuda). "
+                        + ", ".join(BASE_PEERS) + "; torch, thinc, jax (every peer of that "
+                        "library). "
                         "Default: all. On xlarge only GPU peers run unless CPU peers "
                         "are named here.")
     p.add_argument("--backends", default=None,
@@ -119,8 +120,8 @@ def resolve_peer_names(args):
             names += [f"xpnet:{s}" for s in specs]
             for s, why in skipped_specs.items():
                 skipped["xpnet" if s == "xpnet" else f"xpnet:{s}"] = why
-        elif name == "torch":
-            names += ["torch-cpu", "torch-cuda"]
+        elif name in PEER_GROUPS:
+            names += list(PEER_GROUPS[name])
         else:
             make_peer(name)  # validates the name
             names.append(make_peer(name).name)
@@ -151,14 +152,21 @@ def accuracy(P: np.ndarray, y: np.ndarray) -> float:
 # ---------------------------------------------------------------- running
 
 def warm_up(peer, task, data):
-    """One untimed epoch on a few batches: JIT/kernel caches, BLAS threads, allocators."""
+    """One untimed epoch on a few batches: JIT/kernel caches, BLAS threads, allocators.
+
+    The batches have the timed runs' shapes (full ones and the same short last one),
+    so peers that compile per batch shape (torch.compile) compile here, untimed; then
+    peer.prepare() does what depends on the whole data's shape (jax.jit compiles).
+    """
     import dataclasses
-    n = min(data.n_train, 8 * task.batch_size)
+    n = min(data.n_train, 8 * task.batch_size + data.n_train % task.batch_size)
     t = dataclasses.replace(task, epochs=1)
     peer.fit(t, data.X_train[:n], data.y_train[:n])
     peer.sync()
     peer.predict_proba(data.X_test[:64])
     peer.release()
+    peer.prepare(task, data)
+    peer.sync()
 
 
 def run_once(peer, task, data):

@@ -8,6 +8,7 @@ generator. Since the draws are bit-identical everywhere, quality is measured on 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 
@@ -112,6 +113,39 @@ def test_dropout_keep_identical_across_backends(backend, key, rate, shape):
     _assert_on(backend, out, "bool")
     assert tuple(out.shape) == shape
     np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+
+
+# Values recorded from the original generator (before the blocked portable code and the NumPy
+# kernels): every backend, with fast paths on and off, must still produce exactly these bits.
+PIN_KEY = (42, xr.STREAMS["init"], 0)
+PINNED_DIGESTS = [  # (draw, sha256 of the array's bytes, first 16 hex digits)
+    (lambda xp, d: xr.normal(xp, (300, 7), 7, 11, 3, std=0.7, device=d), "c85735901de818c9"),
+    (lambda xp, d: xr.normal(xp, (70001,), 2**64 - 1, 2**32 + 5, 2**63, dtype=xp.float64, device=d),
+     "a631997d40c32940"),
+    (lambda xp, d: xr.uniform(xp, (300, 7), 7, 11, 3, low=-2.0, high=0.5, device=d), "8b14457f7a7d7c63"),
+    (lambda xp, d: xr.uniform(xp, (70001,), 1, 2, 3, dtype=xp.float64, device=d), "cbf66ca4ffb91501"),
+    (lambda xp, d: xr.dropout_keep(xp, (257, 129), 0.3, 5, xr.STREAMS["dropout"], 9, device=d),
+     "dcc7f0c2438e4a3f"),
+    (lambda xp, d: xr.permutation(xp, 1001, 3, xr.STREAMS["shuffle"], 4, device=d), "d369da6c5141c71b"),
+    (lambda xp, d: xr.random_bits(xp, 1001, 0, 0, 1, device=d), "cf6d0fcf0a8e2f59"),
+]
+
+
+@pytest.mark.parametrize("fast_paths", ["1", "0"])
+def test_pinned_values(backend, monkeypatch, fast_paths):
+    monkeypatch.setenv("XPNET_FAST_PATHS", fast_paths)
+    xp, dev = backend.xp, backend.device
+    assert [float(v).hex() for v in to_numpy(xr.normal(xp, (4,), *PIN_KEY, dtype=xp.float64, device=dev))] == [
+        "-0x1.594c905a37f69p-2", "-0x1.b42f847e486efp-1", "-0x1.90fe93271074dp-2", "-0x1.fbcdda4f118b8p-1"]
+    uniform = xr.uniform(xp, (4,), *PIN_KEY, low=-0.5, high=3.0, dtype=xp.float64, device=dev)
+    assert [float(v).hex() for v in to_numpy(uniform)] == [
+        "0x1.df54533c00000p-4", "-0x1.75d449cf00000p-2", "-0x1.f2432b5d00000p-2", "-0x1.d61d389400000p-4"]
+    assert _bits(xr.random_bits(xp, 4, *PIN_KEY, device=dev)).tolist() == [757170556, 165580035, 16462786,
+                                                                          472723782]
+    for draw, digest in PINNED_DIGESTS:
+        a = to_numpy(draw(xp, dev))
+        a = _bits(a) if a.dtype == np.int32 else a  # torch's words are int32 holding the same bits
+        assert hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16] == digest
 
 
 def test_draws_land_on_the_requested_device():
