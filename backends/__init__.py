@@ -21,13 +21,24 @@ import array_api_compat
 
 from ._base import Backend, BackendUnavailable, to_numpy
 from ._sparse import SparseRows, is_sparse, sparse_rows
+from ._blocks import BlockSource, block_source, is_dask, random_state
+from ._comm import communicator
+from ._threads import set_threads
 
-__all__ = ["Backend", "BackendUnavailable", "SparseRows", "available", "fast_path", "get", "is_sparse",
-           "sparse_rows", "to_numpy"]
+__all__ = ["Backend", "BackendUnavailable", "BlockSource", "SparseRows", "available", "block_source",
+           "communicator", "is_dask", "random_state", "fast_path", "get", "is_sparse",
+           "set_threads", "sparse_rows", "to_numpy"]
 
 NAMES = ("numpy", "strict", "torch", "cupy")
 _ALIASES = {"array_api_strict": "strict", "array-api-strict": "strict"}
 _CANDIDATES = ("numpy", "strict", "strict:device1", "torch:cpu", "cupy", "torch:cuda")
+
+
+# Why a Dask array namespace cannot be a backend (array_api_compat offers one).
+_NO_VIEWS = ("a Dask array namespace cannot train a network: xpnet updates the parameters in place through views "
+             "of one flat buffer, and a Dask array has no view semantics (a slice is a new lazy array, so every "
+             "update would change nothing). Keep the compute on numpy, cupy or torch and give the Dask array to "
+             "xpnet.fit as X: it streams it to the device block by block")
 
 
 def get(name: str | Backend, device: str | None = None) -> Backend:
@@ -39,8 +50,12 @@ def get(name: str | Backend, device: str | None = None) -> Backend:
     """
     if isinstance(name, Backend):
         return name
+    if "dask" in str(getattr(name, "__name__", "")):  # a namespace module, e.g. array_api_compat.dask.array
+        raise BackendUnavailable(name.__name__, _NO_VIEWS)
     base, _, dev = str(name).strip().partition(":")
     base = _ALIASES.get(base.lower(), base.lower())
+    if base.split(".")[0] == "dask":
+        raise BackendUnavailable(str(name), _NO_VIEWS)
     if dev and device is not None and str(device) != dev:
         raise ValueError(f"device given twice: {name!r} and device={device!r}")
     if base not in NAMES:
@@ -76,8 +91,9 @@ def fast_path(target: Any, name: str) -> Callable[..., Any] | None:
     """An optional backend-specific kernel by name, or None ("use the portable code").
 
     ``target`` is a Backend, a spec string or an array namespace. NumPy has
-    ``dense_backward`` (BLAS straight into the gradient buffer) and ``adam`` (no
-    temporaries), both bit-identical to the portable code;
+    ``dense_backward`` (BLAS straight into the gradient buffer), ``adam`` (no
+    temporaries) and ``normal`` (the random normals in cache-sized blocks), all
+    bit-identical to the portable code;
     CuPy has fused kernels in ``backends/_cupy_kernels.py`` (adam, relu_forward,
     dropout_mask, binary_cross_entropy, softmax_cross_entropy, dense_backward).
     Setting the environment variable ``XPNET_FAST_PATHS=0`` turns them all off

@@ -53,12 +53,13 @@ __device__ __forceinline__ unsigned int xpnet_lowbias32(unsigned int x) {
 """
 
 _dropout = cupy.ElementwiseKernel(
-    "uint32 half, uint32 k0, uint32 k1, uint32 threshold, T scale",
+    "uint32 half, uint32 offset, uint32 k0, uint32 k1, uint32 threshold, T scale",
     "T out",
     """
-    unsigned int j = (unsigned int)i < half ? (unsigned int)i : (unsigned int)i - half;
+    unsigned int g = (unsigned int)i + offset;
+    unsigned int j = g < half ? g : g - half;
     unsigned int bits = xpnet_lowbias32(xpnet_lowbias32(j + k0) ^ k1);
-    unsigned int u16 = (unsigned int)i < half ? (bits & 0xFFFFU) : (bits >> 16);
+    unsigned int u16 = g < half ? (bits & 0xFFFFU) : (bits >> 16);
     out = u16 >= threshold ? scale : T(0);
     """,
     "xpnet_dropout_mask",
@@ -66,12 +67,15 @@ _dropout = cupy.ElementwiseKernel(
 )
 
 
-def dropout_mask(shape: tuple[int, ...], dtype: Any, k0: int, k1: int, threshold: int, scale: float) -> Any:
-    """The scaled dropout mask of xpnet.random.dropout_keep (bit-identical keep decisions)."""
+def dropout_mask(shape: tuple[int, ...], dtype: Any, k0: int, k1: int, threshold: int, scale: float,
+                 offset: int = 0, total: int | None = None) -> Any:
+    """The scaled dropout mask of xpnet.random.dropout_keep (bit-identical keep decisions); ``offset`` and
+    ``total`` as there: elements offset.. of the mask of a draw of ``total`` elements (element g of the
+    whole draw uses word g, or g - half, of the key)."""
     out = cupy.empty(shape, dtype=dtype)
-    n = out.size
-    _dropout(cupy.uint32((n + 1) // 2), cupy.uint32(k0), cupy.uint32(k1), cupy.uint32(threshold),
-             out.dtype.type(scale), out)
+    total = out.size if total is None else total
+    _dropout(cupy.uint32((total + 1) // 2), cupy.uint32(offset), cupy.uint32(k0), cupy.uint32(k1),
+             cupy.uint32(threshold), out.dtype.type(scale), out)
     return out
 
 

@@ -112,8 +112,9 @@ def main() -> None:
     print(f"{'network':<28} {'params':>9} {'bytes/step':>11} {'allreduce':>10} {'GB/s':>6} {'in training':>12} "
           f"{'step (N ranks)':>15} {'step (1 proc)':>14}")
     for r in rows:
-        print(f"{r['network']:<28} {r['params']:>9,} {r['bytes']:>11,} {r['isolated_ms']:>8.3f}ms {r['algbw_GBps']:>6.2f} "
-              f"{r['allreduce_ms']:>10.3f}ms {r['step_ms']:>13.3f}ms {r['single_step_ms']:>12.3f}ms")
+        print(f"{r['network']:<28} {r['params']:>9,} {r['bytes']:>11,} {r['isolated_ms']:>8.3f}ms "
+              f"{r['algbw_GBps']:>6.2f} {r['allreduce_ms']:>10.3f}ms {r['step_ms']:>13.3f}ms "
+              f"{r['single_step_ms']:>12.3f}ms")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"ranks": comm.Get_size(), "mpi": MPI.Get_library_version().split("\n")[0], "rows": rows}, f,

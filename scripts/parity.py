@@ -40,7 +40,8 @@ from _cli.plots import pyplot, save_figure  # noqa: E402
 from _cli.prepare import Prepared, prepare_from_args  # noqa: E402
 from _cli.report import fmt, hp  # noqa: E402
 from _cli.runfolder import default_out_dir, make_out_dir  # noqa: E402
-from _cli.training import Progress, add_training_args, check_training_args, fit_kwargs, steps_per_epoch  # noqa: E402
+from _cli.training import (Progress, add_training_args, batch_rows, check_training_args, fit_kwargs,  # noqa: E402
+                           steps_per_epoch)
 from xpnet.io.atomic import write_json  # noqa: E402
 
 DEFAULT_TOL = {"float32": 1e-4, "float64": 1e-9}
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest relative deviation allowed (default 1e-4 for float32, 1e-9 for float64)")
     add_data_args(p)
     add_model_args(p)
-    add_training_args(p)
+    add_training_args(p, finder=False)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output directory (default runs/parity-<dataset>-<timestamp>/)")
     o.add_argument("--quiet", action="store_true", help="no progress bars (the table is still printed)")
@@ -146,7 +147,7 @@ def _write_report(out: str) -> None:
 def _masks(model: xpnet.Network, args: argparse.Namespace, prep: Prepared) -> list[np.ndarray]:
     """The scaled dropout masks of every Dropout layer at a few counters (batch-sized; the width is that
     of the last Dense layer before it, depth-first)."""
-    rows = min(args.batch_size, prep.sizes["train"])
+    rows = batch_rows(args, prep)
     out, width = [], model.n_inputs
     for _, layer in xpnet.nn.walk(model.root):
         width = getattr(layer, "n_out", width)

@@ -5,6 +5,7 @@ Tests that take a ``backend`` argument run once per backend in ``all_backends()`
 Tests that take ``dtype`` run for "float32" and "float64" (names: use ``backend.dtype(dtype)``).
 Mark GPU-only tests ``@pytest.mark.gpu``: they are skipped where no GPU backend works.
 GPU backends' cases carry the ``gpu`` mark too, so ``-m "not gpu"`` leaves them out.
+Without torch, the run ends with one line counting the torch tests it skipped (:func:`torch_summary`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,32 @@ def backend(request: pytest.FixtureRequest) -> backends.Backend:
 def dtype(request: pytest.FixtureRequest) -> str:
     """A floating dtype name; convert with ``backend.dtype(dtype)``."""
     return request.param
+
+
+TORCH_EXTRA = "pip install -e '.[test,torch]'"
+
+
+def torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torch_summary(skipped: list, installed: bool) -> str | None:
+    """The line that says what the absent torch cost: the skipped tests (reports) whose reason names torch."""
+    if installed:
+        return None
+    n = sum("torch" in str(getattr(r, "longrepr", "")) for r in skipped)
+    return (f"torch is not installed: {n} torch tests skipped (the torch.autograd / torch.optim oracles and the "
+            f"torch backends); {TORCH_EXTRA} to run them")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = torch_summary(terminalreporter.stats.get("skipped", []), torch_installed())
+    if line is not None:
+        terminalreporter.write_line(line)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

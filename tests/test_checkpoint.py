@@ -252,7 +252,7 @@ def test_zero_learning_rate_position_is_restored(tmp_path):
 
 # ------------------------------------------------------------------------------------------ interruption
 class _Kill:
-    """Callback: send ``sig`` to this process at the end of epoch ``at``."""
+    """Callback: send ``sig`` to this process at the end of epoch ``at`` (numbered from 1)."""
 
     def __init__(self, sig, at):
         self.sig, self.at = sig, at
@@ -283,7 +283,7 @@ def test_signal_at_epoch_end_saves_and_raises(sig, tmp_path):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(ckpt.Interrupted) as info:
         xpnet.fit(_model(), X, y, epochs=6, batch_size=16, checkpoint=tmp_path / "c.npz", checkpoint_every=5,
-                  callbacks=[_Kill(sig, at=2)])
+                  callbacks=[_Kill(sig, at=3)])
     err = info.value
     assert isinstance(err, KeyboardInterrupt) and not isinstance(err, Exception)
     assert {s: signal.getsignal(s) for s in before} == before  # handlers put back
@@ -385,7 +385,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 
     def record(epoch, logs):  # before fit writes this epoch's checkpoint
         digest = hashlib.sha256(np.ascontiguousarray(model.params).tobytes()).hexdigest()
-        out.write(f"{epoch + 1} {digest}\\n")
+        out.write(f"{epoch} {digest}\\n")
         out.flush()
 
     xpnet.fit(model, X, y, epochs=100000, batch_size=32, checkpoint=ck, callbacks=[record],

@@ -54,7 +54,7 @@ def test_deep_sigmoid_network_warns_vanishing_gradients(backend) -> None:
     model = xpnet.MLP([4] + [16] * 12 + [1], activation="sigmoid", seed=0, backend=backend)
     stats = D.layer_stats(model, X, Y_BIN)
     assert stats[0]["grad_mean_abs"] < 1e-7 < stats[-1]["grad_mean_abs"]
-    pattern = (r"^epoch 0: layer 0 \(Dense 4->16, sigmoid\): mean \|grad\| \d\.?\d*e-\d+ < 1e-07 \(vanishing "
+    pattern = (r"^epoch 1: layer 0 \(Dense 4->16, sigmoid\): mean \|grad\| \d\.?\d*e-\d+ < 1e-07 \(vanishing "
                r"gradients\): add batch normalization \(MLP\(\.\.\., batchnorm=True\), --batchnorm\)$")
     with pytest.warns(D.TrainingWarning) as rec:
         history = xpnet.fit(model, X, Y_BIN, epochs=3, batch_size=32, diagnostics=True)
@@ -109,14 +109,14 @@ def test_too_high_learning_rate_stops_with_the_step_epoch_and_layer(backend) -> 
     with pytest.raises(xpnet.TrainingStopped) as info:
         xpnet.fit(m, X, Y_REG, optimizer=xpnet.SGD(lr=0.3), epochs=50, batch_size=16)
     text, history = str(info.value), info.value.history
-    assert re.match(r"the training loss became (nan|inf) at step (\d) of epoch 1 \(global step (\d+)\); "
+    assert re.match(r"the training loss became (nan|inf) at step (\d) of epoch 2 \(global step (\d+)\); "
                     r"non-finite values in layer 0 \(Dense\(4, 16\)\): W, b, dW, db; layer 1", text), text
     step, global_step = map(int, re.match(r".* at step (\d) .*global step (\d+)", text).groups())
-    assert global_step == 4 + step  # 4 steps per epoch
-    assert "The parameters were restored to their values at the start of epoch 1 (the last finite ones" in text
+    assert global_step == 4 + step  # 4 steps per epoch; epochs and steps are numbered from 1
+    assert "The parameters were restored to their values at the start of epoch 2 (the last finite ones" in text
     assert "Lower the learning rate" in text
-    assert history["epoch"] == [0, 1] and math.isfinite(history["loss"][0]) and len(history["step_loss"]) == 8
-    assert not math.isfinite(history["step_loss"][4 + step])
+    assert history["epoch"] == [1, 2] and math.isfinite(history["loss"][0]) and len(history["step_loss"]) == 8
+    assert not math.isfinite(history["step_loss"][4 + step - 1])
     # restored: exactly the parameters after the one finite epoch
     ref = model()
     xpnet.fit(ref, X, Y_REG, optimizer=xpnet.SGD(lr=0.3), epochs=1, batch_size=16)
@@ -129,8 +129,8 @@ def test_nonfinite_parameters_with_finite_losses_are_caught(backend) -> None:
     assert nonfinite_report(model, opt, [0.5, 0.4, 0.3], 2, snapshot) is None
     model.weights[1][0, 0] = float("inf")
     text = nonfinite_report(model, opt, [0.5, 0.4, 0.3], 2, snapshot)
-    assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of step 2 "
-                           "of epoch 2 (global step 8); non-finite values in layer 1 (Dense(6, 3, 'relu')): W. "
+    assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of step 3 "
+                           "of epoch 2 (global step 6); non-finite values in layer 1 (Dense(6, 3, 'relu')): W. "
                            "The parameters were restored"), text
     assert_equal(model.params, to_numpy(snapshot), backend=backend)
 
@@ -143,7 +143,7 @@ def test_optimizer_state_overflow_stops_training(backend) -> None:
         xpnet.fit(model, X * 1e20, Y_BIN, optimizer=xpnet.Adam(lr=1e-3), epochs=3, batch_size=64)
     text = str(info.value)
     assert text.startswith("the parameters, gradients or optimizer state became non-finite in the update of "
-                           "step 0 of epoch 0"), text
+                           "step 1 of epoch 1 (global step 1)"), text
     assert "non-finite values in layer 0 (Dense(4, 3)): v[W]" in text, text
 
 

@@ -105,7 +105,7 @@ def test_a_bad_rate_later_in_the_run_names_the_step():
     h = []
     msg = one_line(lambda: xpnet.fit(model, X, Y, epochs=5, batch_size=10, callbacks=[lambda e, logs: h.append(e)],
                                      schedule=lambda t: 0.01 if t < 4 else math.inf), "gave inf at step 4")
-    assert "<lambda>" in msg and h == [0, 1]  # two epochs of two steps ran; the update of step 4 never did
+    assert "<lambda>" in msg and h == [1, 2]  # epochs 1 and 2 (two steps each) ran; the update of step 4 never did
 
 
 def test_a_schedule_may_end_at_zero():

@@ -316,13 +316,13 @@ def test_early_stopping_restores_best(backend):
     n_epochs = len(hist["epoch"])
     assert n_epochs < 300
     val = hist["val_loss"]
-    best = hist["best_epoch"]
-    assert best == int(np.argmin(val))
-    assert n_epochs == best + patience + 1
+    best = hist["best_epoch"]  # numbered from 1
+    assert best == int(np.argmin(val)) + 1 == hist["epoch"][int(np.argmin(val))]
+    assert n_epochs == best + patience
     # the restored parameters give exactly the best validation loss
     loss, acc = xpnet.evaluate(model, model.as_input(Xv), model.targets(yv))
-    assert loss == pytest.approx(val[best], rel=1e-12)
-    assert acc == pytest.approx(hist["val_accuracy"][best], rel=1e-12)
+    assert loss == pytest.approx(val[best - 1], rel=1e-12)
+    assert acc == pytest.approx(hist["val_accuracy"][best - 1], rel=1e-12)
     assert loss < val[-1]
 
 
@@ -401,14 +401,14 @@ def test_callbacks_called_each_epoch_and_can_stop(backend):
             events.append("end")
 
     hist = xpnet.fit(model, X, y, epochs=5, batch_size=10, callbacks=[lambda e, logs: seen.append(e), Recorder()])
-    assert seen == [0, 1, 2, 3, 4]
-    assert events == ["begin", 0, 1, 2, 3, 4, "end"]
+    assert seen == [1, 2, 3, 4, 5]  # epochs are numbered from 1, as in the history
+    assert events == ["begin", 1, 2, 3, 4, 5, "end"]
     assert len(hist["epoch"]) == 5 and hist["stopped_early"] is False
 
     seen.clear()
-    hist = xpnet.fit(model, X, y, epochs=10, batch_size=10, callbacks=[lambda e, logs: seen.append(e) or e == 2])
-    assert seen == [0, 1, 2]
-    assert hist["epoch"] == [0, 1, 2] and len(hist["step_loss"]) == 3 * 4
+    hist = xpnet.fit(model, X, y, epochs=10, batch_size=10, callbacks=[lambda e, logs: seen.append(e) or e == 3])
+    assert seen == [1, 2, 3]
+    assert hist["epoch"] == [1, 2, 3] and len(hist["step_loss"]) == 3 * 4
 
 
 # --------------------------------------------------------------------------- inference batching

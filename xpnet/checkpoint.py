@@ -6,7 +6,7 @@
     model, opt = ck.restore(backend="torch:cpu")               # rebuilt on any backend / device
     xpnet.fit(model, X, y, epochs=10, resume=ck, checkpoint="run-{epoch}.npz", keep_last=3)
 
-File format (``FORMAT_VERSION`` 2), a zip of ``.npy`` members (:mod:`xpnet.io.npzfile`):
+File format (``FORMAT_VERSION`` 3), a zip of ``.npy`` members (:mod:`xpnet.io.npzfile`):
 
 - ``__meta__``: UTF-8 JSON: ``format`` ("xpnet.checkpoint"), ``format_version``,
   ``xpnet_version``, ``saved_at``, ``backend`` (saved from), ``model`` (the network's config:
@@ -22,7 +22,9 @@ File format (``FORMAT_VERSION`` 2), a zip of ``.npy`` members (:mod:`xpnet.io.np
   ``optimizer.<name>`` (optimizer state, same layout as ``params``), ``best_params`` and
   ``best_buffers`` (early stopping's best epoch).
 
-Format 1 files (an MLP's ``model.W{i}``/``model.b{i}`` members) still load. Writing is atomic
+Format 1 files (an MLP's ``model.W{i}``/``model.b{i}`` members) still load. Format 3 numbers the
+history's epochs (``epoch``, ``best_epoch``) from 1, as :class:`xpnet.History` does; the 0-based
+histories of formats 1 and 2 are renumbered when read (:attr:`Checkpoint.history`). Writing is atomic
 (:mod:`xpnet.io.atomic`); reading treats the file as hostile: every metadata field is checked
 against :mod:`xpnet.io.schema` and every member's header against the declared layout before any
 data is read, within a memory cap, so a damaged or crafted file is one :class:`CheckpointError`
@@ -51,7 +53,7 @@ from .nn.state import legacy_counters
 __all__ = ["save", "load", "Checkpoint", "CheckpointError", "Interrupted", "FORMAT_VERSION", "as_checkpoint"]
 
 FORMAT = "xpnet.checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _META = "__meta__"
 
 
@@ -186,8 +188,18 @@ class Checkpoint:
 
     @property
     def history(self) -> dict | None:
+        """A deep copy of the saved history, its epochs numbered from 1 (also for files of formats 1 and 2,
+        which numbered them from 0)."""
         saved = self.meta.get("history")
-        return None if saved is None else json.loads(json.dumps(saved))  # a deep copy
+        if saved is None:
+            return None
+        history = json.loads(json.dumps(saved))
+        if (self.format_version or FORMAT_VERSION) < schema.EPOCHS_FROM_ONE:
+            if isinstance(history.get("epoch"), list):
+                history["epoch"] = [e + 1 for e in history["epoch"]]
+            if isinstance(history.get("best_epoch"), int):
+                history["best_epoch"] += 1
+        return history
 
     def __repr__(self) -> str:
         return (f"Checkpoint({self.path!r}, {describe_model(self.meta['model'])}, epoch={self.epoch}, "

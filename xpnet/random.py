@@ -20,32 +20,45 @@ Floats
     uses Box-Muller with this module's own ``log``, ``cos`` and ``sqrt`` (range
     reduction plus a fixed polynomial or Newton steps), because the libraries'
     versions differ in the last bit (PyTorch's CPU ``sqrt`` is not even correctly
-    rounded).
+    rounded). On a CPU, large draws are computed in blocks of ``_BLOCK`` elements so
+    that the many elementwise passes stay in cache; the blocks change no bit.
+
+Fast path
+    A backend may register a kernel ``normal`` (see ``backends/``) computing the same bits
+    with the same floating-point operations in the same order; NumPy does, in preallocated
+    blocks. ``XPNET_FAST_PATHS=0`` uses the code below everywhere.
 
 Streams (see :data:`STREAMS`, the one table of them): the k-th Dense layer of a network
 (depth-first) initializes from ``(seed, STREAMS["init"] + k, 0)``; the k-th Dropout layer's
 ``c``-th training forward draws ``(seed, STREAMS["dropout"] + k, c)``; the epoch ``e`` shuffle is
-``(seed, STREAMS["shuffle"], e)``; the validation split is ``(seed, STREAMS["split"], 0)``;
+``(seed, STREAMS["shuffle"], e)``; the validation split is ``(seed, STREAMS["split"], 0)``; a
+streamed X (memmap, Dask) orders its blocks by ``(seed, STREAMS["blocks"], e)`` and shuffles block
+b's rows by ``(seed, STREAMS["window"], e * blocks + b)``;
 gradient checks draw their random directions from ``STREAMS["check"]`` (never used by training).
 Streams count layers of their own kind only, so inserting a BatchNorm or an activation moves none.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
-from ._xp import Array, has_unsigned_arithmetic
+import array_api_compat
+
+from ._xp import Array, fast_path, has_unsigned_arithmetic
 
 __all__ = ["STREAMS", "key", "random_bits", "uniform", "normal", "permutation", "dropout_keep"]
 
 # The one table of stream bases; a layer adds its ordinal among layers of its kind.
-STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16, "check": 9 << 16}
+STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16, "blocks": 5 << 16,
+           "window": 6 << 16, "check": 9 << 16}
 
 _M64 = (1 << 64) - 1
 _M32 = (1 << 32) - 1
 # lowbias32 constants (C. Wellons, "hash prospector").
 _C1 = 0x7FEB352D
 _C2 = 0x846CA68B
+# Elements per block of a float draw on a CPU: its float64 temporaries stay in the L2 cache.
+_BLOCK = 1 << 16
 
 
 def _splitmix64(x: int) -> int:
@@ -86,20 +99,28 @@ def _hash(x: Array, unsigned: bool) -> Array:
     return x
 
 
+def _check_count(n: int) -> None:
+    if n >= 1 << 31:
+        raise ValueError(f"random_bits: n={n} exceeds 2**31 - 1 elements per draw")
+
+
+def _words(xp: Any, start: int, count: int, k0: int, k1: int, device: Any) -> Array:
+    """The words of elements ``start .. start + count - 1``: h(h(i + k0) ^ k1)."""
+    unsigned = has_unsigned_arithmetic(xp)
+    x = xp.arange(start, start + count, dtype=xp.uint32 if unsigned else xp.int32, device=device)
+    x += _word(k0, unsigned)
+    x = _hash(x, unsigned)
+    x ^= _word(k1, unsigned)
+    return _hash(x, unsigned)
+
+
 def random_bits(xp: Any, n: int, seed: int, stream: int, counter: int, device: Any = None) -> Array:
     """``n`` random 32-bit words for key ``(seed, stream, counter)``, shape ``(n,)``.
 
     dtype is uint32 where the namespace supports it, else int32 holding the same bits.
     """
-    if n >= 1 << 31:
-        raise ValueError(f"random_bits: n={n} exceeds 2**31 - 1 elements per draw")
-    unsigned = has_unsigned_arithmetic(xp)
-    k0, k1 = key(seed, stream, counter)
-    x = xp.arange(n, dtype=xp.uint32 if unsigned else xp.int32, device=device)
-    x += _word(k0, unsigned)
-    x = _hash(x, unsigned)
-    x ^= _word(k1, unsigned)
-    return _hash(x, unsigned)
+    _check_count(n)
+    return _words(xp, 0, n, *key(seed, stream, counter), device)
 
 
 def _unsigned_int64(xp: Any, bits: Array) -> Array:
@@ -108,9 +129,24 @@ def _unsigned_int64(xp: Any, bits: Array) -> Array:
     return x if bits.dtype == xp.uint32 else x & _M32
 
 
-def _uniform64(xp: Any, bits: Array) -> Array:
-    """float64 uniforms (N + 0.5) / 2**32 in (0, 1), exact."""
-    return (xp.astype(_unsigned_int64(xp, bits), xp.float64) + 0.5) * 2.0**-32
+def _float64(xp: Any, bits: Array) -> Array:
+    """The 32-bit words as float64 values in [0, 2**32) (exact)."""
+    return xp.astype(bits if bits.dtype == xp.uint32 else _unsigned_int64(xp, bits), xp.float64)
+
+
+def _blockwise(xp: Any, n: int, dtype: Any, device: Any, block: Callable[[int, int], Array]) -> Array:
+    """``block(a, b)`` (elements a..b-1 of a draw of n) over the whole draw, shape ``(n,)``.
+
+    One block on a GPU (each operation is a kernel launch); blocks of ``_BLOCK`` on a CPU.
+    """
+    on_gpu = array_api_compat.is_cupy_namespace(xp) or getattr(device, "type", "cpu") != "cpu"
+    if on_gpu or n <= _BLOCK:
+        return block(0, n)
+    out = xp.empty(n, dtype=dtype, device=device)
+    for a in range(0, n, _BLOCK):
+        b = min(a + _BLOCK, n)
+        out[a:b] = block(a, b)
+    return out
 
 
 def uniform(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: int = 0,
@@ -121,12 +157,22 @@ def uniform(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: in
     can land exactly on ``low`` or ``high`` (in float32 with probability ~3e-8 per draw).
     """
     n = math.prod(shape)
-    u = _uniform64(xp, random_bits(xp, n, seed, stream, counter, device))
-    out = u * (high - low) + low
-    return xp.reshape(xp.astype(out, dtype or xp.float32), shape)
+    dtype = dtype or xp.float32
+    _check_count(n)
+    k0, k1 = key(seed, stream, counter)
+
+    def block(a: int, b: int) -> Array:
+        u = _float64(xp, _words(xp, a, b - a, k0, k1, device))
+        u += 0.5
+        u *= 2.0**-32  # exact: (N + 0.5) / 2**32
+        u *= high - low
+        u += low
+        return xp.astype(u, dtype)
+
+    return xp.reshape(_blockwise(xp, n, dtype, device, block), shape)
 
 
-# ---- reproducible log and cos from correctly rounded operations -------------------
+# ---- reproducible log, sqrt and cos from correctly rounded operations --------------
 _LN2 = 0.6931471805599453
 _SQRT2 = 1.4142135623730951
 
@@ -134,8 +180,9 @@ _SQRT2 = 1.4142135623730951
 def _log_of_positive_integer_plus_half(xp: Any, v: Array) -> Array:
     """log(v) for float64 v in [0.5, 2**32), from +, -, *, / only.
 
-    Range reduction v = m * 2**e with m in [sqrt(2)/2, sqrt(2)), then
-    log(m) = 2 artanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1)/(m + 1), |s| < 0.172.
+    Range reduction v = m * 2**e with m in (sqrt(2)/2, sqrt(2)], then
+    log(m) = 2 artanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1)/(m + 1), |s| < 0.172,
+    summed by Horner in s^2 from the s^23 term down. Returns e*ln2 + 2*s*poly.
     """
     e = xp.zeros_like(v)
     m = v
@@ -151,17 +198,19 @@ def _log_of_positive_integer_plus_half(xp: Any, v: Array) -> Array:
     e = xp.where(big, e + 1.0, e)
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
-    poly = xp.zeros_like(s) + 1.0 / 23.0
-    for j in range(21, 0, -2):
-        poly = poly * s2 + 1.0 / j
+    poly = s2 * (1.0 / 23.0)
+    poly += 1.0 / 21.0
+    for j in range(19, 0, -2):
+        poly *= s2
+        poly += 1.0 / j
     return e * _LN2 + 2.0 * s * poly
 
 
 def _sqrt_small(xp: Any, x: Array) -> Array:
     """sqrt(x) for float64 x in [2**-40, 64), from +, *, / only (library sqrt differs by backend).
 
-    Range reduction x = m * 4**e with m in [1, 4), five Newton steps y <- (y + m/y)/2
-    from a linear first guess (relative error < 1e-20 before rounding), then y * 2**e.
+    Range reduction x = m * 4**e with m in [1/4, 4), five Newton steps y <- (y + m/y)/2
+    from the linear first guess y = 0.35 m + 0.6, then y * 2**e.
     """
     m, scale = x, xp.ones_like(x)
     for k in (16, 8, 4, 2, 1):
@@ -172,42 +221,70 @@ def _sqrt_small(xp: Any, x: Array) -> Array:
         big = m >= 4.0**k
         m = xp.where(big, m * 4.0**-k, m)
         scale = xp.where(big, scale * 2.0**k, scale)
-    y = m * 0.35 + 0.6
+    y = m * 0.35
+    y += 0.6
     for _ in range(5):
-        y = (y + m / y) * 0.5
+        y += m / y
+        y *= 0.5
     return y * scale
 
 
 def _cos_2pi(xp: Any, words: Array) -> Array:
-    """cos(2 pi N / 2**32) for 32-bit words N, via quadrant + Taylor series on [0, pi/2)."""
+    """cos(2 pi N / 2**32) for 32-bit words N, via quadrant + Taylor series on [0, pi/2).
+
+    theta = (N mod 2**30) * pi/2 / 2**30 and t2 = theta**2; cos(theta) and sin(theta)/theta
+    are summed by Horner in t2 (steps p <- c_j - t2 p, from the theta**22 and theta**23
+    terms down); quadrant N >> 30 picks cos, -sin, -cos or sin.
+    """
     n = _unsigned_int64(xp, words)
     quadrant = n >> 30
     theta = xp.astype(n & ((1 << 30) - 1), xp.float64) * (math.pi / 2.0 * 2.0**-30)
-    t2 = theta * theta
-    cos_p = xp.zeros_like(t2) + (1.0 / math.factorial(22))
-    sin_p = xp.zeros_like(t2) + (1.0 / math.factorial(23))
-    for j in range(20, -1, -2):  # alternating series, Horner in theta**2
-        cos_p = 1.0 / math.factorial(j) - t2 * cos_p
-        sin_p = 1.0 / math.factorial(j + 1) - t2 * sin_p
-    cos_t = cos_p
-    sin_t = sin_p * theta
-    return xp.where(quadrant == 0, cos_t,
-                    xp.where(quadrant == 1, -sin_t, xp.where(quadrant == 2, -cos_t, sin_t)))
+    minus_t2 = -(theta * theta)  # c - t2 p == c + (-t2) p exactly: Horner in place
+    cos_p = minus_t2 * (1.0 / math.factorial(22))
+    sin_p = minus_t2 * (1.0 / math.factorial(23))
+    cos_p += 1.0 / math.factorial(20)
+    sin_p += 1.0 / math.factorial(21)
+    for j in range(18, -1, -2):  # alternating series, Horner in theta**2
+        cos_p *= minus_t2
+        cos_p += 1.0 / math.factorial(j)
+        sin_p *= minus_t2
+        sin_p += 1.0 / math.factorial(j + 1)
+    sin_p *= theta
+    c = xp.where((quadrant & 1) == 1, sin_p, cos_p)
+    return xp.where((quadrant == 1) | (quadrant == 2), -c, c)
+
+
+def _box_muller(xp: Any, words1: Array, words2: Array) -> Array:
+    """sqrt(-2 log u1) cos(2 pi u2) in float64, u1 = (N1 + 0.5)/2**32 and u2 = N2/2**32."""
+    v = _float64(xp, words1)
+    v += 0.5
+    log_u1 = _log_of_positive_integer_plus_half(xp, v) - 32.0 * _LN2
+    return _sqrt_small(xp, -2.0 * log_u1) * _cos_2pi(xp, words2)
 
 
 def normal(xp: Any, shape: tuple[int, ...], seed: int, stream: int, counter: int = 0,
            std: float = 1.0, dtype: Any = None, device: Any = None) -> Array:
     """Normal samples N(0, std**2) by Box-Muller: sqrt(-2 log u1) cos(2 pi u2).
 
+    Element i of a draw of n uses words i (N1) and n + i (N2) of the key's stream;
     u1 = (N1 + 0.5)/2**32, so |z| <= 6.8. Computed in float64 from correctly rounded
-    operations only (no library log/cos/sqrt), then rounded once to ``dtype`` (default float32).
+    operations only (no library log/cos/sqrt), then ``z * std`` is rounded once to
+    ``dtype`` (default float32).
     """
     n = math.prod(shape)
-    bits = random_bits(xp, 2 * n, seed, stream, counter, device)
-    n1 = xp.astype(_unsigned_int64(xp, bits[:n]), xp.float64) + 0.5
-    log_u1 = _log_of_positive_integer_plus_half(xp, n1) - 32.0 * _LN2
-    z = _sqrt_small(xp, -2.0 * log_u1) * _cos_2pi(xp, bits[n:])
-    return xp.reshape(xp.astype(z * std, dtype or xp.float32), shape)
+    dtype = dtype or xp.float32
+    _check_count(2 * n)
+    k0, k1 = key(seed, stream, counter)
+    fast = fast_path(xp, "normal")
+    if fast is not None:
+        return xp.reshape(fast(n, k0, k1, std, dtype), shape)
+
+    def block(a: int, b: int) -> Array:
+        words1 = _words(xp, a, b - a, k0, k1, device)
+        words2 = _words(xp, n + a, b - a, k0, k1, device)
+        return xp.astype(_box_muller(xp, words1, words2) * std, dtype)
+
+    return xp.reshape(_blockwise(xp, n, dtype, device, block), shape)
 
 
 def permutation(xp: Any, n: int, seed: int, stream: int, counter: int = 0, device: Any = None) -> Array:
@@ -222,19 +299,49 @@ def permutation(xp: Any, n: int, seed: int, stream: int, counter: int = 0, devic
 
 
 def dropout_keep(xp: Any, shape: tuple[int, ...], rate: float, seed: int, stream: int, counter: int,
-                 device: Any = None) -> Array:
+                 device: Any = None, offset: int = 0, total: int | None = None) -> Array:
     """Boolean keep-mask with P(drop) = round(rate * 2**16) / 2**16.
 
     Each 32-bit word gives two 16-bit uniforms (low half for the first ceil(n/2)
-    elements, high half for the rest), halving the hashing cost.
+    elements, high half for the rest), halving the hashing cost; element i is kept
+    iff its u16 >= threshold (:func:`dropout_threshold`).
+
+    ``offset``, ``total``: the mask is elements ``offset .. offset + n - 1`` of the mask of a
+    draw of ``total`` elements (a data-parallel rank's rows of the global batch's mask), its
+    words drawn from that offset; by default the whole draw (``total`` = n).
     """
     n = math.prod(shape)
+    if offset or (total is not None and total != n):
+        return xp.reshape(_keep_part(xp, n, rate, key(seed, stream, counter), device, offset, total), shape)
     half = (n + 1) // 2
+    threshold = dropout_threshold(rate)
     bits = random_bits(xp, half, seed, stream, counter, device)
-    lo = bits & 0xFFFF
-    hi = (bits >> 16) & 0xFFFF
-    u16 = xp.concat([lo, hi])[:n]
-    return xp.reshape(u16 >= dropout_threshold(rate), shape)
+    keep_lo = (bits & 0xFFFF) >= threshold
+    bits = bits[:n - half]
+    if bits.dtype == xp.uint32 and 0 <= threshold < 1 << 16:  # hi16 >= t  <=>  word >= t * 2**16
+        keep_hi = bits >= threshold << 16
+    else:
+        keep_hi = ((bits >> 16) & 0xFFFF) >= threshold
+    return xp.reshape(xp.concat([keep_lo, keep_hi]), shape)
+
+
+def _keep_part(xp: Any, n: int, rate: float, k: tuple[int, int], device: Any, offset: int,
+               total: int | None) -> Array:
+    """Elements ``offset .. offset + n - 1`` of :func:`dropout_keep`'s flat mask of ``total`` elements."""
+    total = n if total is None else total
+    if offset < 0 or offset + n > total:
+        raise ValueError(f"dropout_keep: elements {offset}..{offset + n - 1} are outside a mask of {total}")
+    _check_count(total)
+    half, threshold, stop = (total + 1) // 2, dropout_threshold(rate), offset + n
+    lo_stop, hi_start = min(stop, half), max(offset, half)
+    parts = []
+    if lo_stop > offset:  # elements before ``half``: the low 16 bits of words offset..
+        parts.append((_words(xp, offset, lo_stop - offset, *k, device) & 0xFFFF) >= threshold)
+    if stop > hi_start:  # the rest: the high 16 bits of words hi_start - half..
+        parts.append(((_words(xp, hi_start - half, stop - hi_start, *k, device) >> 16) & 0xFFFF) >= threshold)
+    if not parts:
+        return xp.zeros((0,), dtype=xp.bool, device=device)
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
 
 
 def dropout_threshold(rate: float) -> int:

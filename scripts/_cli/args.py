@@ -77,6 +77,28 @@ def fraction(text: str) -> float:
     return v
 
 
+def split_fraction(text: str) -> float:
+    """A share of the data for a split: 0 (no such split) up to, not including, 1."""
+    v = _number(text, float)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) (0: no such split), got {text!r}")
+    return v
+
+
+FULL_BATCH = "full"  # --batch-size full: every training row in one step
+AUTO_LR = "auto"  # --lr auto: the learning-rate finder's suggestion
+
+
+def batch_size(text: str) -> int | str:
+    """A mini-batch size >= 1, or "full" (one batch of every training row)."""
+    return FULL_BATCH if text.strip().lower() == FULL_BATCH else positive_int(text)
+
+
+def learning_rate(text: str) -> float | str:
+    """A learning rate > 0, or "auto" (run the learning-rate finder first)."""
+    return AUTO_LR if text.strip().lower() == AUTO_LR else positive_float(text)
+
+
 def dropout_rate(text: str) -> float:
     v = _number(text, float)
     if not 0.0 <= v < 1.0:
@@ -84,17 +106,23 @@ def dropout_rate(text: str) -> float:
     return v
 
 
+MAX_DEPTH = 1000  # --hidden WIDTHxDEPTH: at most this many layers in one part
+
+
 def hidden_sizes(text: str) -> list[int]:
-    """``"64,32"`` -> [64, 32]; ``""`` or ``"none"`` -> [] (no hidden layer)."""
+    """``"64,32"`` -> [64, 32]; ``"64x3,8"`` -> [64, 64, 64, 8] (WIDTHxDEPTH repeats a width);
+    ``""`` or ``"none"`` -> [] (no hidden layer)."""
     if text.strip().lower() in ("", "none"):
         return []
     sizes = []
     for part in text.split(","):
-        part = part.strip()
-        if not part.isdecimal() or int(part) < 1:
-            raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers separated by commas "
-                                             f"(e.g. 64,32), got {text!r}")
-        sizes.append(int(part))
+        width, _, depth = part.strip().lower().partition("x")
+        depth = depth if _ else "1"
+        if not (width.isdecimal() and depth.isdecimal()) or int(width) < 1 or not 1 <= int(depth) <= MAX_DEPTH:
+            raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers separated by commas, a width "
+                                             f"repeated as WIDTHxDEPTH (depth 1-{MAX_DEPTH}) (e.g. 64,32 or 64x20), "
+                                             f"got {text!r}")
+        sizes += [int(width)] * int(depth)
     return sizes
 
 

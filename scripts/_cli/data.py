@@ -11,23 +11,28 @@ from typing import Any
 
 import numpy as np
 
-from .args import CLIError, fraction, non_negative_float, positive_int
+from .args import CLIError, non_negative_float, positive_int, split_fraction
 
 GENERATED = ("moons", "circles", "xor", "classification")
+FIXED = ("xor4",)  # the tutorials' XOR: the four rows of the truth table
 BUNDLED = ("digits", "breast_cancer", "iris", "wine")
-DATASETS = GENERATED + BUNDLED
+DATASETS = GENERATED + FIXED + BUNDLED
+XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = np.array([0, 1, 1, 0])
+DEFAULT_FEATURES = 20  # of the generated classification dataset
 TASKS = ("binary", "multiclass", "regression")
 MAX_CLASSES = 50  # integer targets with more distinct values than this are auto-detected as regression
 _MISSING = {"", "na", "nan", "n/a", "null", "none", "?"}
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """The data flags: --dataset, --target, --task, --samples, --noise, --test-split, --val-split."""
+    """The data flags: --dataset, --target, --task, --samples, --noise, --features, --test-split, --val-split."""
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="moons", metavar="NAME|PATH",
                    help=f"one of {', '.join(DATASETS)} (scikit-learn generators and bundled datasets, nothing "
-                        "is downloaded), or a path to a .csv file (header row, numeric feature columns) or "
-                        ".npz file (arrays X and y, or one 1-D array per column). Default: moons")
+                        "is downloaded; xor4 is the 4-row XOR truth table), or a path to a .csv file (header row, "
+                        "numeric feature columns) or .npz file (arrays X and y, or one 1-D array per column). "
+                        "Default: moons")
     g.add_argument("--target", metavar="COLUMN",
                    help="target column of a CSV file (required for CSV) or array name in an NPZ file "
                         "(default there: y); every other column is a feature")
@@ -40,11 +45,17 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                         "default 1000)")
     g.add_argument("--noise", type=non_negative_float,
                    help="noise of moons (default 0.2), circles (0.1) or xor (0.1)")
-    g.add_argument("--test-split", type=fraction, default=0.2, metavar="FRAC",
-                   help="fraction of the data held out for the final test metrics (default 0.2)")
-    g.add_argument("--val-split", type=fraction, default=0.1, metavar="FRAC",
-                   help="fraction of the remaining (non-test) data used for validation (default 0.1); "
-                        "splits are stratified for classification and use --seed")
+    g.add_argument("--features", type=positive_int, metavar="N",
+                   help=f"number of features of the generated classification dataset (default {DEFAULT_FEATURES}; "
+                        "N // 2 of them informative (at least 2), N // 4 redundant; N >= 2)")
+    g.add_argument("--test-split", type=split_fraction, default=0.2, metavar="FRAC",
+                   help="fraction of the data held out for the final test metrics, in [0, 1) (default 0.2); 0: "
+                        "no test split, train on everything and evaluate on the training data (the summary and "
+                        "metrics.json say so)")
+    g.add_argument("--val-split", type=split_fraction, default=0.1, metavar="FRAC",
+                   help="fraction of the remaining (non-test) data used for validation, in [0, 1) (default 0.1; "
+                        "0: no validation, so no --early-stopping); splits are stratified for classification "
+                        "and use --seed")
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Dataset:
     y: np.ndarray
     feature_names: list[str]
     target_name: str
-    source: str  # "generated", "bundled" or the file path
+    source: str  # "generated", "fixed", "bundled" or the file path
 
 
 def dataset_label(name: str) -> str:
@@ -80,8 +91,12 @@ def data_fingerprint(data: Dataset) -> str:
 
 
 def load_dataset(name: str = "moons", target: str | None = None, samples: int | None = None,
-                 noise: float | None = None, seed: int = 0) -> Dataset:
+                 noise: float | None = None, seed: int = 0, features: int | None = None) -> Dataset:
     """Load a built-in dataset by name or a CSV / NPZ file (see ``--dataset``)."""
+    if features is not None and name != "classification":
+        raise CLIError(f"--features applies to the generated classification dataset, not {name!r}")
+    if features is not None and features < 2:
+        raise CLIError(f"--features {features}: the classification dataset needs at least 2 features")
     if name in DATASETS:
         if target is not None:
             raise CLIError(f"--target applies to CSV and NPZ files, not to the built-in dataset {name!r}")
@@ -89,7 +104,7 @@ def load_dataset(name: str = "moons", target: str | None = None, samples: int | 
             raise CLIError(f"--samples applies to the generated datasets ({', '.join(GENERATED)}), not {name!r}")
         if noise is not None and name not in ("moons", "circles", "xor"):
             raise CLIError(f"--noise applies to moons, circles and xor, not {name!r}")
-        return _builtin(name, samples, noise, seed)
+        return _builtin(name, samples, noise, seed, features or DEFAULT_FEATURES)
     ext = os.path.splitext(name)[1].lower()
     if ext not in (".csv", ".npz") and not os.path.exists(name):
         raise CLIError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
@@ -105,9 +120,18 @@ def load_dataset(name: str = "moons", target: str | None = None, samples: int | 
     raise CLIError(f"cannot read {name!r}: dataset files must end in .csv or .npz")
 
 
-def _builtin(name: str, samples: int | None, noise: float | None, seed: int) -> Dataset:
+def load_from_settings(settings: dict) -> Dataset:
+    """The dataset the data flags name: ``settings`` maps their dests to values (``vars(args)``, or the
+    settings a run saved)."""
+    return load_dataset(settings.get("dataset", "moons"), settings.get("target"), settings.get("samples"),
+                        settings.get("noise"), settings.get("seed", 0), settings.get("features"))
+
+
+def _builtin(name: str, samples: int | None, noise: float | None, seed: int, features: int) -> Dataset:
     from sklearn import datasets as skd
 
+    if name == "xor4":
+        return Dataset(name, XOR_X.copy(), XOR_Y.copy(), ["x0", "x1"], "y", "fixed")
     n = 1000 if samples is None else samples
     if name == "moons":
         X, y = skd.make_moons(n_samples=n, noise=0.2 if noise is None else noise, random_state=seed)
@@ -120,8 +144,9 @@ def _builtin(name: str, samples: int | None, noise: float | None, seed: int) -> 
         y = ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(np.int64)
         X = X + rng.normal(scale=0.1 if noise is None else noise, size=X.shape)
     elif name == "classification":
-        X, y = skd.make_classification(n_samples=n, n_features=20, n_informative=10, n_redundant=5,
-                                       random_state=seed)
+        informative = max(2, features // 2)
+        X, y = skd.make_classification(n_samples=n, n_features=features, n_informative=informative,
+                                       n_redundant=min(features // 4, features - informative), random_state=seed)
     else:
         bunch = getattr(skd, f"load_{name}")()
         return Dataset(name, np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target),

@@ -20,7 +20,7 @@ from .args import CLIError
 from .data import plain
 from .pages import render, write_page
 from .prepare import Prepared
-from .report import fmt
+from .report import DIAGNOSTICS_COLUMNS, diagnostics_rows, fmt
 from .rundata import read_json, require_folder, run_data
 from .runmodel import RunModel, load_run_model
 
@@ -108,7 +108,8 @@ def history_figures(history: dict) -> list[Any]:
 
 
 def boundary_figure(run: RunModel, prep: Prepared, grid: int = 120) -> Any:
-    """Predicted probability (binary) or class (multiclass) over the input plane, test points on top."""
+    """Predicted probability (binary) or class (multiclass) over the input plane, test points (training points
+    without a test split) on top."""
     from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
 
     X = prep.data.X
@@ -124,12 +125,13 @@ def boundary_figure(run: RunModel, prep: Prepared, grid: int = 120) -> Any:
     else:
         values, label = run.predict_index(mesh).astype(float), "predicted class"
         mapper = LinearColorMapper(palette=list(COLORS[:k]), low=-0.5, high=k - 0.5)
-    fig = _figure("decision_boundary", f"{label} on a {grid}×{grid} grid (xpnet); test points, ▲ misclassified",
+    split = prep.eval_split
+    fig = _figure("decision_boundary", f"{label} on a {grid}×{grid} grid (xpnet); {split} points, ▲ misclassified",
                   names[0], names[1], x_range=(gx[0], gx[-1]), y_range=(gy[0], gy[-1]))
     fig.width = fig.height = 560
     fig.image(image=[values.reshape(grid, grid)], x=gx[0], y=gy[0], dw=gx[-1] - gx[0], dh=gy[-1] - gy[0],
               color_mapper=mapper, alpha=0.75, name="boundary_image")
-    test = prep.idx["test"]
+    test = prep.idx[split]
     pred = run.predict_index(X[test])
     lookup = {c: i for i, c in enumerate(run.classes.tolist())}
     yi = np.array([lookup[plain(v)] for v in prep.data.y[test].tolist()])
@@ -180,7 +182,8 @@ def summary_rows(config: dict, metrics: dict | None, history: dict | None) -> li
     if metrics:
         keys = [k for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mse", "rmse", "mae", "r2")
                 if k in metrics]
-        rows.append([f"test ({metrics.get('n')} samples)", "  ".join(f"{k} {fmt(metrics[k])}" for k in keys)])
+        rows.append([f"{metrics.get('split', 'test')} ({metrics.get('n')} samples)",
+                     "  ".join(f"{k} {fmt(metrics[k])}" for k in keys)])
         if metrics.get("train_seconds") is not None:
             rows.append(["time", f"{metrics['train_seconds']:.2f} s training"])
     return rows
@@ -206,14 +209,8 @@ def diagnostics_html(stats: list[dict], note: str) -> str:
     """xpnet.diagnostics statistics per Dense layer, with the one problem each shows (if any)."""
     from xpnet.diagnostics import diagnose
 
-    rows = []
-    for s in stats:
-        found = diagnose(s)
-        rows.append([s["layer"], s["name"], s["activation"], fmt(s["grad_mean_abs"]), fmt(s["grad_max_abs"]),
-                     fmt(s["weight_mean_abs"]), fmt(s["act_mean"]), fmt(s["act_std"]),
-                     "-" if s["dead_fraction"] is None else f"{s['dead_fraction']:.0%}", found[1] if found else "ok"])
-    head = ["layer", "Dense", "activation", "mean |dW|", "max |dW|", "mean |W|", "act mean", "act std", "dead", "diagnosis"]
-    return f'<p class="note">{esc(note)}</p>' + _table(rows, head, "diagnostics")
+    rows = [row + [found[1] if (found := diagnose(s)) else "ok"] for row, s in zip(diagnostics_rows(stats), stats)]
+    return f'<p class="note">{esc(note)}</p>' + _table(rows, [*DIAGNOSTICS_COLUMNS, "diagnosis"], "diagnostics")
 
 
 def _dev(v: float) -> str:
@@ -288,7 +285,8 @@ def build_report(run_dir: str, run: RunModel | None = None, prep: Prepared | Non
             figs["decision_boundary"] = boundary_figure(run, prep)
             sections.append(_section("decision boundary", "%%decision_boundary%%", "decision-boundary"))
         if metrics and metrics.get("confusion_matrix") is not None:
-            sections.append(_section("confusion matrix (test split)", confusion_html(metrics), "confusion"))
+            split = metrics.get("split", "test")
+            sections.append(_section(f"confusion matrix ({split} split)", confusion_html(metrics), "confusion"))
         sections.append(_section("config.json", f'<details><summary>every setting of the run</summary><pre>'
                                  f'{esc(json.dumps(config, indent=2))}</pre></details>', "config"))
     else:
@@ -307,10 +305,11 @@ def build_report(run_dir: str, run: RunModel | None = None, prep: Prepared | Non
 
 def _diagnostics(history: dict | None, run: RunModel | None, prep: Prepared | None, config: dict) -> str:
     """The diagnostics table: the last recorded in history.json, else xpnet's for the final model."""
-    recorded = [(i, d) for i, d in enumerate((history or {}).get("per_epoch", {}).get("diagnostics") or []) if d]
+    pe = (history or {}).get("per_epoch", {})
+    recorded = [(e, d) for e, d in zip(pe.get("epoch") or [], pe.get("diagnostics") or []) if d]
     if recorded:
         epoch, stats = recorded[-1]
-        return diagnostics_html(stats, f"recorded during training, epoch {epoch + 1}")
+        return diagnostics_html(stats, f"recorded during training, epoch {epoch}")
     if run is None or prep is None:
         return ""
     from xpnet.diagnostics import layer_stats

@@ -18,11 +18,12 @@ ARCH_EXAMPLE = '[{"type": "Dense", "n_in": null, "n_out": 64, "activation": "rel
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The model flags: the MLP's (see :data:`MLP_FLAGS`) or --arch, and --dtype, --seed."""
+    """The model flags: the MLP's (see :data:`MLP_FLAGS`) or --arch, and --dtype, --precision, --seed."""
     acts = sorted(set(xpnet.nn.ACTIVATIONS) - {"softmax"})
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=hidden_sizes, default=[64, 32], metavar="SIZES",
-                   help="hidden layer widths, comma separated (default 64,32; 'none' for no hidden layer)")
+                   help="hidden layer widths, comma separated (default 64,32; 'none' for no hidden layer); "
+                        "WIDTHxDEPTH repeats a width, e.g. 64x20 for twenty hidden layers of 64")
     g.add_argument("--activation", default="relu", choices=acts, help="hidden activation (default relu)")
     g.add_argument("--init", choices=sorted(k for k, v in INITS.items() if v in WEIGHT_INITS),
                    help="weight initialization (default he_normal for relu-like activations, "
@@ -43,6 +44,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "regression). Replaces " + ", ".join(f"--{f}" for f in MLP_FLAGS))
     g.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="floating-point type of parameters and data on the device (default float32)")
+    g.add_argument("--precision", default="float32", choices=xpnet.nn.precision.PRECISIONS,
+                   help="dtype of the matrix products and activations: float32 (default), float16 (with dynamic "
+                        "loss scaling; numpy, cupy, torch) or bfloat16 (torch), over float32 master weights, "
+                        "gradients and optimizer state (needs --dtype float32)")
     g.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of everything random: data generation, splits, initial weights, dropout, "
                         "shuffles (default 0)")
@@ -67,9 +72,10 @@ def build_model(args: argparse.Namespace, prep: Prepared, backend: Any) -> xpnet
     if args.arch is None:
         model = xpnet.MLP([n_in, *args.hidden, prep.n_outputs], activation=args.activation, output=prep.output,
                           dropout=args.dropout, init=args.init, seed=args.seed, backend=backend, dtype=args.dtype,
-                          batchnorm=args.batchnorm, residual=args.residual)
+                          batchnorm=args.batchnorm, residual=args.residual, precision=args.precision)
     else:
-        model = _arch_network(args.arch, n_in, prep, seed=args.seed, backend=backend, dtype=args.dtype)
+        model = _arch_network(args.arch, n_in, prep, seed=args.seed, backend=backend, dtype=args.dtype,
+                              precision=args.precision)
     check_fits(model, prep, args.loss, what="the model")
     return model
 
@@ -104,7 +110,7 @@ def _read_arch(path: str) -> list:
 
 def _arch_network(path: str, n_in: int, prep: Prepared, **kwargs: Any) -> xpnet.Network:
     """The network of the --arch file ``path`` for ``n_in`` features and ``prep``'s task (``kwargs``: seed,
-    backend, dtype); CLIError naming the problem otherwise."""
+    backend, dtype, precision); CLIError naming the problem otherwise."""
     try:
         model = xpnet.Network([xpnet.nn.layer_from_config(c) for c in _read_arch(path)], output=prep.output,
                               **kwargs)
@@ -122,13 +128,22 @@ def _arch_network(path: str, n_in: int, prep: Prepared, **kwargs: Any) -> xpnet.
 
 def describe(model: xpnet.Network) -> str:
     """The architecture in one line: ``MLP [2, 64, 1] relu -> sigmoid, dropout 0.1[, batchnorm][, residual]``
-    or ``Network [Dense(2, 64, 'relu'), ...] -> sigmoid``."""
+    (three or more hidden layers of one width as ``64x20``, the --hidden form) or
+    ``Network [Dense(2, 64, 'relu'), ...] -> sigmoid``."""
     if not isinstance(model, xpnet.MLP):
         return f"Network {model.layers!r} -> {model.output}"
     rates = model.dropout
     drop = f"{rates[0]:g}" if len(set(rates)) == 1 else ",".join(f"{r:g}" for r in rates) or "none"
     flags = "".join(f", {k}" for k in ("batchnorm", "residual") if getattr(model, k))
-    return f"MLP {model.sizes} {model.activation} -> {model.output}, dropout {drop}{flags}"
+    hidden = []
+    for width in model.sizes[1:-1]:
+        if hidden and hidden[-1][0] == width:
+            hidden[-1][1] += 1
+        else:
+            hidden.append([width, 1])
+    shown = [f"{w}x{k}" if k >= 3 else ", ".join([str(w)] * k) for w, k in hidden]
+    sizes = ", ".join([str(model.sizes[0]), *shown, str(model.sizes[-1])])
+    return f"MLP [{sizes}] {model.activation} -> {model.output}, dropout {drop}{flags}"
 
 
 def dense_labels(model: xpnet.Network) -> list[str]:

@@ -123,3 +123,49 @@ def plot_decision_boundary(run: RunModel, X_all: np.ndarray, X_test: np.ndarray,
     ax.set_ylabel(feature_names[1])
     ax.set_title(title or f"decision boundary, test accuracy {float(np.mean(~wrong)):.3f}")
     save_figure(fig, path)
+
+
+def plot_lr_find(record: dict, path: str, title: str = "") -> None:
+    """The learning-rate finder's sweep (``record``: :func:`~.training.lr_find_record`): raw and smoothed loss
+    against the learning rate on a log axis, the suggestion marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(record["lrs"], record["losses"], color="tab:blue", alpha=0.3, lw=0.8, label="loss (per batch)")
+    ax.plot(record["lrs"], record["smoothed"], color="tab:blue", lw=1.6, label="smoothed loss")
+    ax.axvline(record["suggestion"], color="tab:red", ls="--", lw=1.2,
+               label=f"suggestion {record['suggestion']:.3g}")
+    ax.set_xscale("log")
+    finite = [v for v in record["smoothed"] if np.isfinite(v)]
+    if finite:  # the exploding tail would squash the curve
+        lo, hi = min(finite), max(finite[: max(1, len(finite) // 10)] + [min(finite)])
+        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-12), hi + 0.5 * (hi - lo + 1e-12))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title or "learning-rate finder")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_diagnostics(record: dict, path: str, title: str = "") -> None:
+    """Mean |dL/dW| per Dense layer over the epochs (log scale), from the diagnostics in ``record``."""
+    plt = pyplot()
+    pe = record["per_epoch"]
+    recorded = [(e, d) for e, d in zip(pe["epoch"], pe.get("diagnostics") or []) if d]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    layers = recorded[0][1] if recorded else []
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(1, len(layers))))
+    for i, s in enumerate(layers):  # first layer dark, last light
+        values = [d[i]["grad_mean_abs"] for _, d in recorded]
+        ax.plot([e for e, _ in recorded], values, lw=1.4, color=colors[i],
+                label=f"{s['layer']}: {s['name']} ({s['activation']})")
+    if recorded and all(d[i]["grad_mean_abs"] > 0 for _, d in recorded for i in range(len(d))):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean |dL/dW| (last batch of the epoch)")
+    ax.set_title(title or "gradients per layer")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if layers:
+        ax.legend(fontsize="x-small" if len(layers) > 8 else "small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save_figure(fig, path)

@@ -10,7 +10,7 @@ import numpy as np
 import xpnet
 
 from .args import CLIError
-from .data import MAX_CLASSES, Dataset, load_dataset, plain
+from .data import MAX_CLASSES, Dataset, load_from_settings, plain
 
 
 def resolve_task(y: np.ndarray, task: str = "auto", target: str = "y") -> tuple[str, np.ndarray, np.ndarray | None]:
@@ -125,6 +125,11 @@ class Prepared:
     def sizes(self) -> dict:
         return {k: int(v.shape[0]) for k, v in self.idx.items()}
 
+    @property
+    def eval_split(self) -> str:
+        """The split the final metrics are computed on: "test", or "train" when there is no test split."""
+        return "test" if self.idx["test"].size else "train"
+
 
 def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: float = 0.2,
             val_split: float = 0.1, seed: int = 0, *, idx: dict | None = None, scaler: Standardizer | None = None,
@@ -150,6 +155,8 @@ def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: f
         output, k = "identity", 1
 
     def split(ids: np.ndarray, frac: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        if frac == 0:  # --test-split 0 / --val-split 0: no such split
+            return ids, ids[:0]
         strat = y[ids] if task != "regression" else None
         try:
             return train_test_split(ids, test_size=frac, random_state=seed, stratify=strat)
@@ -181,7 +188,18 @@ def prepare(data: Dataset, task: str = "auto", loss: str = "auto", test_split: f
     return Prepared(data, task, classes, output, k, scaler, tscaler, idx, X, Y)
 
 
+SMALL_TEST = 10  # a test split of fewer rows gives metrics that mean little
+
+
+def split_note(prep: Prepared) -> str | None:
+    """A ``note:`` line when the test split is too small to measure anything (e.g. 4 rows split 2/1/1)."""
+    n = prep.sizes["test"]
+    if 0 < n < SMALL_TEST:
+        return (f"note: the test split holds {n} of {prep.data.X.shape[0]} rows, too few for meaningful metrics; "
+                f"--test-split 0 --val-split 0 trains on every row and evaluates on the training data")
+    return None
+
+
 def prepare_from_args(args: argparse.Namespace) -> Prepared:
     """The data the data flags name, prepared for a fresh run."""
-    data = load_dataset(args.dataset, args.target, args.samples, args.noise, args.seed)
-    return prepare(data, args.task, args.loss, args.test_split, args.val_split, args.seed)
+    return prepare(load_from_settings(vars(args)), args.task, args.loss, args.test_split, args.val_split, args.seed)

@@ -1,4 +1,5 @@
-"""What a run reports: test metrics, the history record (history.json / .csv), number formatting."""
+"""What a run reports: test metrics, the history record (history.json / .csv), the summary's metrics and
+diagnostics lines, number formatting."""
 from __future__ import annotations
 
 import warnings
@@ -49,17 +50,18 @@ def compute_metrics(run: RunModel, X: np.ndarray, y_true: np.ndarray) -> dict:
 
 
 def history_record(h: Any, steps: int, interrupted: bool = False) -> dict:
-    """The history.json document: per-epoch and per-step series (epochs and steps numbered from 1)."""
-    per_epoch = {"epoch": [e + 1 for e in h["epoch"]], "train_loss": h["loss"], "val_loss": h["val_loss"],
+    """The history.json document: per-epoch and per-step series (epochs and steps numbered from 1, as
+    xpnet.History numbers epochs); ``diagnostics``, ``loss_scale`` and ``skipped_steps`` when recorded."""
+    per_epoch = {"epoch": list(h["epoch"]), "train_loss": h["loss"], "val_loss": h["val_loss"],
                  "train_accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"], "lr": h["lr"],
                  "seconds": h["time"]}
-    if h["grad_norms"]:
-        per_epoch["grad_norms"] = h["grad_norms"]
-    best = h.get("best_epoch")
+    for key in ("grad_norms", "diagnostics", "loss_scale", "skipped_steps"):
+        if any(v is not None for v in h.get(key) or []):
+            per_epoch[key] = h[key]
     return {"per_epoch": per_epoch,
             "per_step": {"step": list(range(1, len(h["step_loss"]) + 1)), "loss": h["step_loss"]},
             "steps_per_epoch": steps, "epochs_run": len(h["epoch"]),
-            "best_epoch": None if best is None else best + 1, "stopped_early": bool(h.get("stopped_early")),
+            "best_epoch": h.get("best_epoch"), "stopped_early": bool(h.get("stopped_early")),
             "interrupted": interrupted,
             "notes": "train_accuracy is measured on the training forwards (dropout active); grad_norms[e][l] "
                      "is the L2 norm of the weight gradient of the l-th Dense layer (depth-first) at the last step of "
@@ -67,6 +69,34 @@ def history_record(h: Any, steps: int, interrupted: bool = False) -> dict:
                      + ("; interrupted: the unfinished last epoch is not recorded" if interrupted else "")
                      + ("; per-step losses and gradient norms were not recorded (stopped outside a step)"
                         if h["epoch"] and not h["step_loss"] else "")}
+
+
+def metrics_text(metrics: dict) -> str:
+    """The summary's metrics: ``accuracy 0.98  precision 0.99 ...``; multiclass precision, recall and F1
+    say they are macro averages (``precision (macro) 0.97``)."""
+    if metrics["task"] == "regression":
+        return "  ".join(f"{k} {fmt(metrics[k])}" for k in ("mse", "rmse", "mae", "r2"))
+    avg = f" ({metrics['average']})" if metrics.get("average") not in (None, "binary") else ""
+    return "  ".join(f"{k}{avg if k in ('precision', 'recall', 'f1') else ''} {fmt(metrics[k])}"
+                     for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"))
+
+
+DIAGNOSTICS_COLUMNS = ("layer", "Dense", "activation", "mean |dW|", "max |dW|", "mean |W|", "act mean", "act std",
+                       "dead")
+
+
+def diagnostics_rows(stats: list[dict]) -> list[list[str]]:
+    """One row per Dense layer of xpnet.diagnostics statistics (columns: :data:`DIAGNOSTICS_COLUMNS`)."""
+    return [[str(s["layer"]), s["name"], s["activation"], fmt(s["grad_mean_abs"]), fmt(s["grad_max_abs"]),
+             fmt(s["weight_mean_abs"]), fmt(s["act_mean"]), fmt(s["act_std"]),
+             "-" if s["dead_fraction"] is None else f"{s['dead_fraction']:.0%}"] for s in stats]
+
+
+def text_table(rows: list[list[str]], head: tuple[str, ...] | list[str], indent: str = "") -> list[str]:
+    """Rows as left-aligned text columns under ``head``."""
+    table = [list(head)] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
 
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .args import CLIError
-from .data import load_dataset
+from .data import load_from_settings
 from .prepare import Prepared, prepare
 from .runmodel import RunModel
 
@@ -41,8 +41,7 @@ def run_data(run_dir: str, run: RunModel, config: dict | None) -> Prepared | Non
     try:
         with np.load(os.path.join(run_dir, "split.npz"), allow_pickle=False) as z:
             idx = {k: z[k] for k in ("train", "val", "test")}
-        data = load_dataset(settings.get("dataset", "moons"), settings.get("target"), settings.get("samples"),
-                            settings.get("noise"), settings.get("seed", 0))
+        data = load_from_settings(settings)
         return prepare(data, settings.get("task", "auto"), settings.get("loss", "auto"),
                        settings.get("test_split", 0.2), settings.get("val_split", 0.1), settings.get("seed", 0),
                        idx=idx, scaler=run.scaler, target_scaler=run.target_scaler)

@@ -25,13 +25,11 @@ import xpnet
 from xpnet.nn import Activation, Dense, Dropout, Network, Sequential, layer_from_config, make_activation, walk
 
 from .args import CLIError
-from .data import plain
+from .data import XOR_X, XOR_Y, plain
 from .rundata import read_json, require_folder, run_data
 from .runmodel import load_run_model
 
 MAX_UNITS = 8  # widest layer the diagram draws
-XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-XOR_Y = np.array([0, 1, 1, 0])
 _RELU_LIKE = ("relu", "leaky_relu", "gelu")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)\.npz\Z")
 
@@ -204,8 +202,8 @@ def tutorial_payload(hidden: int = 2, activation: str = "sigmoid", seed: int = 0
     snaps = {0: net.backend.to_numpy(net.params).copy()}
 
     def grab(epoch: int, logs: dict) -> None:
-        if epoch + 1 in wanted:
-            snaps[epoch + 1] = net.backend.to_numpy(net.params).copy()
+        if epoch in wanted:
+            snaps[epoch] = net.backend.to_numpy(net.params).copy()
 
     history = xpnet.fit(net, XOR_X, XOR_Y, optimizer=xpnet.SGD(lr=lr), loss="bce", epochs=epochs, batch_size=4,
                         callbacks=[grab])
@@ -241,16 +239,17 @@ def run_payload(run_dir: str, n_samples: int = 4) -> dict:
     settings = config.get("settings", {})
     loss, lr = settings.get("loss"), float(settings.get("lr") or 0.01)
     names = prep.data.feature_names
+    split = prep.eval_split  # the training rows of a run without a test split
     picks, seen = [], set()  # the first test row of each target value first, then the next rows
-    for i, t in enumerate(prep.y["test"].tolist()):
+    for i, t in enumerate(prep.y[split].tolist()):
         if t not in seen and len(picks) < n_samples:
             picks.append(i)
             seen.add(t)
-    picks += [i for i in range(len(prep.y["test"])) if i not in picks][:n_samples - len(picks)]
+    picks += [i for i in range(len(prep.y[split])) if i not in picks][:n_samples - len(picks)]
     samples = []
-    for row, xs, ys in zip(prep.idx["test"][picks], prep.X["test"][picks], prep.y["test"][picks]):
+    for row, xs, ys in zip(prep.idx[split][picks], prep.X[split][picks], prep.y[split][picks]):
         target = plain(prep.data.y[row])
-        samples.append({"x": xs.tolist(), "y": ys.item(), "label": f"test row {int(row)}: y = {target}",
+        samples.append({"x": xs.tolist(), "y": ys.item(), "label": f"{split} row {int(row)}: y = {target}",
                         "raw": [float(v) for v in prep.data.X[row]]})
     frames = []
     for name in sorted(os.listdir(run_dir)):

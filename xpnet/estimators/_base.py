@@ -26,6 +26,11 @@ best finite weights); non-finite weights at the end raise its ValueError. Sparse
 matrices and arrays) stays sparse on the device: every mini-batch is densified there, a full
 batch (L-BFGS) is multiplied sparsely (see ``backends.SparseRows``), predictions go in chunks.
 
+``precision`` ("float32", "float16", "bfloat16") is :class:`xpnet.Network`'s: the matrix products
+and activations in that dtype over float32 master parameters (``dtype`` None then means float32);
+float16 trains with dynamic loss scaling (a fresh :class:`xpnet.optim.LossScaler` each ``fit`` /
+``partial_fit`` call) and cannot train with ``solver="lbfgs"``.
+
 Pickling moves the parameters (and optimizer state) to NumPy and back onto the same backend on
 load (NumPy, with a warning, if that backend is unavailable there).
 """
@@ -47,8 +52,10 @@ from .. import _validate as check
 from .. import random as xrandom
 from .._xp import is_sparse
 from ..nn import MLP, Dense, Network, layer_from_config
+from ..nn.precision import supported
 from ..optim import Adam, Optimizer
-from ..train.loop import Trainer
+from ..train.distributed import data_parallel
+from ..train.loop import Trainer, loss_scaler
 from . import _arrays as arrays
 from ._lbfgs import fit_lbfgs
 from ._objective import SklearnLoss, SklearnSGD
@@ -83,7 +90,8 @@ class XPNetBase(WeightsMixin, BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, backend="numpy", device=None, dropout=0.0, dtype=None, layers=None):
+                 max_fun=15000, backend="numpy", device=None, dropout=0.0, dtype=None, layers=None,
+                 precision="float32", comm=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -112,6 +120,8 @@ class XPNetBase(WeightsMixin, BaseEstimator):
         self.dropout = dropout
         self.dtype = dtype
         self.layers = layers
+        self.precision = precision
+        self.comm = comm
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -155,12 +165,12 @@ class XPNetBase(WeightsMixin, BaseEstimator):
             act = ACTIVATIONS[self.activation]
             model = MLP([n_features] + params.hidden + [k], activation=act, output=self._output_kind(),
                         dropout=params.dropout, init="glorot_uniform", seed=self._rng_seed, backend=be,
-                        dtype=dtype_name)
+                        dtype=dtype_name, precision=params.precision)
             _sklearn_init(model, 2.0 if act == "sigmoid" else 6.0)
         else:
             layers = [layer_from_config(c) for c in params.layers] + [Dense(k)]
             model = Network(layers, output=self._output_kind(), seed=self._rng_seed, backend=be,
-                            dtype=dtype_name).build(n_features)
+                            dtype=dtype_name, precision=params.precision).build(n_features)
         self.model_ = model
         self.n_layers_ = len(model.weights) + 1
         self.n_outputs_ = k
@@ -200,6 +210,7 @@ class XPNetBase(WeightsMixin, BaseEstimator):
         if new_model:
             be = self._compute_backend(in_be)
             dtype_name = str(self.dtype) if self.dtype is not None else (
+                "float32" if params.precision.low else  # float16/bfloat16 compute over float32 masters
                 arrays.float_dtype_of(in_be, X) if in_be is not None else X.dtype.name)
             try:
                 be.dtype(dtype_name)
@@ -208,6 +219,7 @@ class XPNetBase(WeightsMixin, BaseEstimator):
         else:
             self._push_weights()
             be, dtype_name = self.model_.backend, self.model_.dtype_name
+        supported(params.precision, be, dtype_name)  # refused (one line) before anything changes
         dtype = be.dtype(dtype_name)
         Y, strat = self._encode_targets(y, n, be, dtype, incremental, classes)
         sw = arrays.sample_weights(sample_weight, n, be, dtype)
@@ -224,6 +236,8 @@ class XPNetBase(WeightsMixin, BaseEstimator):
         elif k != self.model_.n_outputs or n_features != self.model_.n_inputs:
             raise ValueError(f"the fitted network has {self.model_.n_inputs} inputs and {self.model_.n_outputs} "
                              f"outputs; this data needs {n_features} and {k}")
+        else:
+            self.model_.set_precision(params.precision)
         if self.solver in STOCHASTIC and (not incremental or not hasattr(self, "_optimizer")):
             self._optimizer = self._make_optimizer(params)
         self._train(self.model_.as_input(X), Y, sw, strat, params, incremental)
@@ -266,12 +280,23 @@ class XPNetBase(WeightsMixin, BaseEstimator):
                               "clipped")
             batch = min(int(self.batch_size), n)
         loss = SklearnLoss(model.xp, self._loss_kind(), model.n_outputs, weighted, params.alpha)
+        dp = self._data_parallel(weighted)
         trainer = Trainer(model, self._optimizer, loss, batch_size=batch, seed=self._rng_seed,
                           l2=loss.l2 if params.alpha else 0.0, shuffle=bool(self.shuffle),
-                          callbacks=[SklearnRules(self, params, incremental, validation)], track_accuracy=False)
+                          callbacks=[SklearnRules(self, params, incremental, validation)], track_accuracy=False,
+                          scaler=loss_scaler(model.precision), distributed=dp)
         self.n_iter_ = 0
         first = self._epochs_seen
         trainer.run(Xd, Y, first + (1 if incremental else params.max_iter), first_epoch=first)
+
+    def _data_parallel(self, weighted: bool) -> Any:
+        """The data-parallel hooks for ``comm`` (None without it); sample weights would need the global batch's
+        weight sum before the step's one allreduce, so they are refused on more than one rank."""
+        dp = data_parallel(self.comm, self.model_)
+        if dp is not None and dp.size > 1 and weighted:
+            raise ValueError("sample_weight cannot be used with comm (data-parallel training) on more than one rank: "
+                             "fit without sample_weight, or on one process")
+        return dp
 
     def _split(self, Xd: Any, Y: Any, strat: Any, fraction: float) -> tuple[Any, Any, Any, Any]:
         """The early-stopping hold-out: scikit-learn's ``train_test_split`` of the row indices.
@@ -321,6 +346,8 @@ class XPNetBase(WeightsMixin, BaseEstimator):
             self._push_weights()  # edits of coefs_ / intercepts_ are part of the network
         state = dict(super().__getstate__())
         state.pop("_weights", None)  # host views of the network, rebuilt on demand
+        if state.get("comm") is not None:  # a communicator is a handle of this process: it does not travel
+            state["comm"] = None
         model = state.pop("model_", None)
         if model is not None:
             state["model_"] = {"spec": model.backend.spec, "state": model.state_dict()}

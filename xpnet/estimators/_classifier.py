@@ -38,6 +38,15 @@ class XPNetClassifier(ClassifierMixin, XPNetBase):
         The hidden layers (e.g. ``[Dense(64, activation="relu"), BatchNorm1d(), Dropout(0.1)]``),
         followed by the output layer; replaces ``hidden_layer_sizes``, ``activation`` and
         ``dropout``.
+    precision : {"float32", "float16", "bfloat16"}, default="float32"
+        :class:`xpnet.Network`'s precision: matrix products and activations in that dtype over
+        float32 master parameters (float16 with dynamic loss scaling; not with solver="lbfgs").
+        A backend without the dtype (array-api-strict) is refused with one line.
+    comm : mpi4py communicator or None, default=None
+        Data-parallel training over MPI, as ``xpnet.fit(..., comm=)``: every rank calls ``fit``
+        with the same data; each step trains the rank's share of the batch and one allreduce
+        sums the gradients, so every rank ends with the parameters one process would reach
+        (within rounding). Not with ``sample_weight`` on more than one rank.
 
     Binary, multiclass (softmax output) and multilabel (0/1 indicator matrix y, logistic
     outputs) classification. See :mod:`xpnet.estimators` for the exact objective (with

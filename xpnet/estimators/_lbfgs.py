@@ -29,7 +29,7 @@ from .._xp import fetch
 from ..nn import BatchNorm1d, walk
 from ..optim import LBFGS
 from ..optim.lbfgs import CONVERGED
-from ..train.loop import Trainer
+from ..train.loop import Trainer, loss_scaler
 from ._objective import SklearnLoss
 from ._params import Params
 
@@ -43,7 +43,9 @@ def fit_lbfgs(est: Any, Xd: Any, Y: Any, params: Params, weighted: bool, kind: s
     loss = SklearnLoss(model.xp, kind, model.n_outputs, weighted, params.alpha, mean_over_outputs=False)
     opt = LBFGS(max_iter=params.max_iter, max_eval=params.max_fun, gtol=params.tol)
     trainer = Trainer(model, opt, loss, batch_size=Xd.shape[0], seed=est._rng_seed,
-                      l2=loss.l2 if params.alpha else 0.0, shuffle=False, track_accuracy=False)
+                      l2=loss.l2 if params.alpha else 0.0, shuffle=False, track_accuracy=False,
+                      scaler=loss_scaler(model.precision),  # float16: refused by the loop (L-BFGS re-evaluates)
+                      distributed=est._data_parallel(weighted))
     counters = model.counters
     trainer.run(Xd, Y, 1)
     _batch_statistics_at_the_end(model, Xd, counters)

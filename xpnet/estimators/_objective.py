@@ -48,6 +48,8 @@ class SklearnLoss:
 
     def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
         xp, k = self.xp, self.k
+        if z.dtype != Y.dtype:  # logits of a float16/bfloat16 forward: the loss is computed in float32
+            z = xp.astype(z, Y.dtype)
         if self.weighted:
             w, Y = Y[:, k:], Y[:, :k]
             s = self.weight_sum = xp.sum(w)

@@ -9,7 +9,9 @@ from typing import Any
 from .. import _validate as check
 from ..nn import Layer, layer_from_config
 from ..nn.mlp import dropout_rates
+from ..train.loop import scaled_closure_error
 from ..nn.network import DTYPES
+from ..nn.precision import Precision, as_precision
 
 __all__ = ["Params", "check_params", "ACTIVATIONS", "STOCHASTIC"]
 
@@ -40,6 +42,7 @@ class Params:
     max_fun: int
     loss: str | None  # the regressor's "squared_error" or "poisson"; None for the classifier
     layers: list[dict] | None  # configs of the hidden layers given as ``layers``
+    precision: Precision
 
 
 def _real(name: str, value: Any, low: float, high: float | None = None, **open_ends: bool) -> float:
@@ -110,5 +113,8 @@ def check_params(est: Any) -> Params:
     loss = getattr(est, "loss", None)
     if loss is not None:
         check.choice("loss", loss, ("squared_error", "poisson"))
+    precision = as_precision(est.precision)
+    if precision.loss_scaling and est.solver == "lbfgs":
+        raise scaled_closure_error("L-BFGS (solver='lbfgs')")
     return Params(hidden, alpha, lr, power_t, max_iter, tol, momentum, validation_fraction, beta_1, beta_2,
-                  epsilon, n_iter_no_change, dropout, max_fun, loss, _layer_configs(est.layers))
+                  epsilon, n_iter_no_change, dropout, max_fun, loss, _layer_configs(est.layers), precision)

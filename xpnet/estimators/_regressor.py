@@ -22,8 +22,8 @@ class XPNetRegressor(RegressorMixin, XPNetBase):
 
     The parameters are :class:`sklearn.neural_network.MLPRegressor`'s, with the same meaning,
     order and defaults (``loss``: "squared_error", or "poisson" with predictions exp(z); solvers
-    'lbfgs', 'sgd' and 'adam'), plus ``backend``, ``device``, ``dropout``, ``dtype`` and
-    ``layers`` as in :class:`XPNetClassifier`. Single- and multi-output targets; ``predict``
+    'lbfgs', 'sgd' and 'adam'), plus ``backend``, ``device``, ``dropout``, ``dtype``, ``layers``
+    and ``precision`` as in :class:`XPNetClassifier`. Single- and multi-output targets; ``predict``
     returns (n_samples,) for one output, (n_samples, n_outputs) otherwise. See
     :mod:`xpnet.estimators._objective` for the losses.
     """
@@ -33,14 +33,15 @@ class XPNetRegressor(RegressorMixin, XPNetBase):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numpy", device=None,
-                 dropout=0.0, dtype=None, layers=None):
+                 dropout=0.0, dtype=None, layers=None, precision="float32", comm=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
                          learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
                          max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
                          warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
                          early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
                          beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         backend=backend, device=device, dropout=dropout, dtype=dtype, layers=layers)
+                         backend=backend, device=device, dropout=dropout, dtype=dtype, layers=layers,
+                         precision=precision, comm=comm)
         self.loss = loss
 
     def __sklearn_tags__(self):

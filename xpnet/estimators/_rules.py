@@ -42,7 +42,7 @@ class SklearnRules(Callback):
             self.best_params = self.model.copy_params()
 
     def on_epoch_begin(self, epoch: int) -> None:
-        self.est._epochs_seen = epoch + 1  # the shuffle of the next epoch is keyed by this counter
+        self.est._epochs_seen = epoch  # epochs begun (from 1): the shuffle of the next epoch is keyed by it
 
     def device_values(self, epoch: int) -> dict:
         xp = self.model.xp

@@ -36,6 +36,7 @@ MAX_JSON_DEPTH = 64
 MAX_LAYER_DEPTH = 32
 MAX_LAYERS = 4096
 MAX_META_BYTES = 64 * 2**20
+EPOCHS_FROM_ONE = 3  # the format version from which a history numbers its epochs from 1 (before: from 0)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _MISSING = object()
 _FLOAT_LISTS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time", "step_loss", "loss_scale",
@@ -247,9 +248,10 @@ def _optimizer(path: str, opt: Any) -> tuple[int, list[str]]:
     return t, state
 
 
-def _history(path: str, history: Any, epoch: int) -> None:
-    """A fit History's keys hold what fit records: one entry per epoch (epochs 0, 1, ...) in each
-    per-epoch list; other keys (a caller's own history) may hold any JSON."""
+def _history(path: str, history: Any, epoch: int, first: int) -> None:
+    """A fit History's keys hold what fit records: one entry per epoch (numbered ``first``, ``first`` + 1,
+    ...: from 1 in format 3, from 0 before) in each per-epoch list; other keys (a caller's own history)
+    may hold any JSON."""
     if history is None:
         return
     history = _dict(path, "history", history)
@@ -259,8 +261,9 @@ def _history(path: str, history: Any, epoch: int) -> None:
                 _real(path, f"history.{k}[{i}]", v, finite=False)
     epochs = _list(path, "history.epoch", history.get("epoch", []))
     if "epoch" in history:
-        if epochs != list(range(len(epochs))) or not all(type(e) is int for e in epochs):
-            _fail(path, "history.epoch", "must count the epochs recorded: 0, 1, 2, ...", epochs)
+        if epochs != list(range(first, first + len(epochs))) or not all(type(e) is int for e in epochs):
+            _fail(path, "history.epoch", f"must count the epochs recorded: {first}, {first + 1}, {first + 2}, ...",
+                  epochs)
         for k in _PER_EPOCH:
             if len(_list(path, f"history.{k}", history.get(k))) != len(epochs):
                 _fail(path, f"history.{k}", f"must hold one entry per epoch recorded ({len(epochs)})", history[k])
@@ -268,7 +271,7 @@ def _history(path: str, history: Any, epoch: int) -> None:
             if len(_list(path, f"history.{k}", history.get(k, []))) not in (0, len(epochs)):
                 _fail(path, f"history.{k}", f"must hold one entry per epoch recorded ({len(epochs)}) or none")
     if history.get("best_epoch") is not None:
-        _int(path, "history.best_epoch", history["best_epoch"], 0, max(epoch, len(epochs)) - 1)
+        _int(path, "history.best_epoch", history["best_epoch"], first, max(epoch, len(epochs)) - 1 + first)
     for i, norms in enumerate(_list(path, "history.grad_norms", history.get("grad_norms", []))):
         for v in _list(path, f"history.grad_norms[{i}]", norms):
             _real(path, f"history.grad_norms[{i}]", v, finite=False)
@@ -376,7 +379,7 @@ def check(path: str, meta: Any, present: set[str], fmt: str, newest: int, reader
         _fail(path, "step", f"must equal the optimizer's step count {t}", meta.get("step"))
     fit = _fit(path, meta.get("fit"))
     _loop(path, meta, fit, n_out)
-    _history(path, meta.get("history"), meta["epoch"])
+    _history(path, meta.get("history"), meta["epoch"], 1 if version >= EPOCHS_FROM_ONE else 0)
     return _members(path, meta, root, layout, version, state, present)
 
 

@@ -1,6 +1,7 @@
 """Inverted dropout."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _validate as check
@@ -22,6 +23,10 @@ class Dropout(Layer):
     every backend; ``counter`` (host int, checkpointed) counts the training forwards. p is
     quantized to multiples of 2⁻¹⁶ and the scale uses the quantized p. The stream is the
     layer's ordinal among the network's Dropout layers.
+
+    ``rows``: None, or ``(first, total)`` while this process holds rows ``first ..`` of a batch of
+    ``total`` rows (a data-parallel rank's share): the mask is then those rows of the whole
+    batch's mask, so every rank applies exactly the single-process run's mask.
     """
 
     stream_kind = "dropout"
@@ -30,6 +35,7 @@ class Dropout(Layer):
         super().__init__()
         self.p = check.dropout_rate("dropout rate", p)
         self.counter = 0
+        self.rows: tuple[int, int] | None = None
         self.scale = 1.0 / (1.0 - xrandom.dropout_threshold(self.p) / 65536.0)
 
     @property
@@ -43,10 +49,11 @@ class Dropout(Layer):
     def mask(self, shape: tuple[int, ...], dtype: Any, counter: int) -> Array:
         """The scaled mask m / (1 - p) of the ``counter``-th training forward."""
         seed, threshold = self.ctx.seed, xrandom.dropout_threshold(self.p)
+        part = () if self.rows is None else _part(shape, *self.rows)
         if self._fused is not None:
             k0, k1 = xrandom.key(seed, self.stream, counter)
-            return self._fused(shape, dtype, k0, k1, threshold, self.scale)
-        keep = xrandom.dropout_keep(self.xp, shape, self.p, seed, self.stream, counter, self.ctx.device)
+            return self._fused(shape, dtype, k0, k1, threshold, self.scale, *part)
+        keep = xrandom.dropout_keep(self.xp, shape, self.p, seed, self.stream, counter, self.ctx.device, *part)
         return self.xp.astype(keep, dtype) * self.scale
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Array | None]:
@@ -56,6 +63,12 @@ class Dropout(Layer):
         self.counter += 1
         return x * m, m
 
+    def skip(self) -> None:
+        """Advance the counter as a training forward would, without data (a data-parallel rank whose
+        share of a small last batch is empty)."""
+        if self.p != 0.0:
+            self.counter += 1
+
     def backward(self, dy: Array, m: Array | None) -> Array | None:
         if not self.need_dx:
             return None
@@ -63,3 +76,9 @@ class Dropout(Layer):
 
     def config(self) -> dict:
         return {"type": "Dropout", "p": self.p}
+
+
+def _part(shape: tuple[int, ...], first: int, total: int) -> tuple[int, int]:
+    """(offset, total) in elements of rows ``first ..`` of a batch of ``total`` rows shaped like ``shape``."""
+    width = math.prod(shape[1:])
+    return first * width, total * width

@@ -29,7 +29,7 @@ from .dense import Dense
 from .dropout import Dropout
 from .layer import Layer, layer_from_config
 from .losses import l2_penalty
-from .precision import Precision, as_precision
+from .precision import Precision, as_precision, supported
 from .state import load_state_dict, state_dict
 from .tree import input_width, walk
 
@@ -119,18 +119,7 @@ class Network:
         return self
 
     def _check_precision(self, precision: Any) -> Precision:
-        policy = as_precision(precision)
-        if policy.low:
-            if self.dtype_name != "float32":
-                raise ValueError(f"precision={policy.compute!r} keeps float32 master parameters: use dtype='float32' "
-                                 f"(got {self.dtype_name!r})")
-            try:
-                self.backend.dtype(policy.compute)
-            except ValueError:
-                raise ValueError(f"backend {self.backend.spec!r} has no {policy.compute}: use precision='float32' "
-                                 f"or a backend with {policy.compute} ("
-                                 f"{'torch' if policy.compute == 'bfloat16' else 'numpy, cupy or torch'})") from None
-        return policy
+        return supported(as_precision(precision), self.backend, self.dtype_name)
 
     def _bind_compute(self) -> None:
         """Bind the layers to float16/bfloat16 copies of the parameters and gradients (``cparams``,
@@ -178,22 +167,29 @@ class Network:
         """Number of parameters that take L2 (the leading block of ``params``)."""
         return self.layout.n_decay
 
+    def _dense_views(self, attr: str, flat: Array) -> list[Array]:
+        """Every Dense layer's ``attr`` as a view of the master buffer ``flat`` (the layers themselves are
+        bound to the compute copies under a low precision)."""
+        paths = [p for p, layer in walk(self.root) if isinstance(layer, Dense)]
+        return [self.layout.of_layer(p)[attr].view(flat, self.xp) for p in paths]
+
     @property
     def weights(self) -> list[Array]:
         """Every Dense layer's W (views of ``params``), depth-first."""
-        return [d.W for d in self._dense]
+        return [d.W for d in self._dense] if self.cparams is None else self._dense_views("W", self.params)
 
     @property
     def biases(self) -> list[Array]:
-        return [d.b for d in self._dense]
+        return [d.b for d in self._dense] if self.cparams is None else self._dense_views("b", self.params)
 
     @property
     def weight_grads(self) -> list[Array]:
-        return [d.grad_W for d in self._dense]
+        """Every Dense layer's dL/dW (views of ``grads``, float32 under a low precision), depth-first."""
+        return [d.grad_W for d in self._dense] if self.cgrads is None else self._dense_views("W", self.grads)
 
     @property
     def bias_grads(self) -> list[Array]:
-        return [d.grad_b for d in self._dense]
+        return [d.grad_b for d in self._dense] if self.cgrads is None else self._dense_views("b", self.grads)
 
     def named_params(self) -> Iterator[tuple[str, Array, Array]]:
         """(name, parameter view, gradient view) in ``params`` order."""
@@ -284,10 +280,26 @@ class Network:
                 self.grads *= 1.0 / scale
         lam = l2(z.shape[0]) if callable(l2) else l2
         if callable(l2) or lam:
-            penalty, grad = l2_penalty(self.xp, self._decay_params, lam)
-            value = value + penalty
-            self._decay_grads += grad
+            value = self.add_l2(value, lam)
         return value, z
+
+    def add_l2(self, value: Array, lam: Any) -> Array:
+        """``value`` + λ/2·Σ W² over the parameters that take L2; adds λW to their gradients."""
+        penalty, grad = l2_penalty(self.xp, self._decay_params, lam)
+        self._decay_grads += grad
+        return value + penalty
+
+    def hold_rows(self, rows: tuple[int, int] | None) -> None:
+        """Training forwards see rows ``first ..`` of a batch of ``total`` rows (``rows = (first, total)``,
+        a data-parallel rank's share): dropout draws those rows of the whole batch's masks. None: whole batches."""
+        for layer in self.dropout_layers:
+            layer.rows = rows
+
+    def skip_forward(self) -> None:
+        """Leave what a training forward leaves (dropout counters advanced) without data: a data-parallel rank
+        with no rows in a batch."""
+        for layer in self.dropout_layers:
+            layer.skip()
 
     def _backward(self, dz: Array, cache: Any) -> None:
         """Backward from d_logits; under a low precision through the compute copies, landing in ``grads``."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import _validate as check
 
-__all__ = ["Precision", "as_precision", "PRECISIONS"]
+__all__ = ["Precision", "as_precision", "supported", "PRECISIONS"]
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 
@@ -55,3 +55,19 @@ def as_precision(value: Any) -> Precision:
     if isinstance(value, Precision):
         return value
     return Precision(check.choice("precision", value, PRECISIONS))
+
+
+def supported(policy: Precision, backend: Any, dtype: str) -> Precision:
+    """``policy`` if ``backend`` computes in its dtype over ``dtype`` master parameters; else a one-line
+    ValueError (low precisions keep float32 masters; array-api-strict has neither float16 nor bfloat16)."""
+    if policy.low:
+        if dtype != "float32":
+            raise ValueError(f"precision={policy.compute!r} keeps float32 master parameters: use dtype='float32' "
+                             f"(got {dtype!r})")
+        try:
+            backend.dtype(policy.compute)
+        except ValueError:
+            raise ValueError(f"backend {backend.spec!r} has no {policy.compute}: use precision='float32' "
+                             f"or a backend with {policy.compute} ("
+                             f"{'torch' if policy.compute == 'bfloat16' else 'numpy, cupy or torch'})") from None
+    return policy

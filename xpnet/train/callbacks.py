@@ -1,7 +1,8 @@
 """Hooks of the training loop, and the callbacks xpnet itself runs on it.
 
 A callback is any object with some of these methods (or a plain callable, taken as
-``on_epoch_end``); the loop calls them in list order:
+``on_epoch_end``); the loop calls them in list order. ``epoch`` is the epoch's number, counted
+from 1 as in ``History["epoch"]`` (``initial_epoch``: the epochs completed before this run):
 
 - ``on_train_begin(info)``: info holds ``model``, ``optimizer``, ``history``, ``trainer``,
   ``n_train``, ``n_val``, ``epochs``, ``steps_per_epoch``, ``initial_epoch``;
@@ -158,7 +159,7 @@ class PrintProgress(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if v is not None)
-        print(f"epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+        print(f"epoch {epoch}/{self.epochs}  {shown}", flush=True)
 
 
 class GradNorms(Callback):

@@ -91,10 +91,11 @@ def _epoch_pattern(template: str) -> re.Pattern[str] | None:
 class Checkpointer(Callback):
     """fit's checkpointing: a file every ``every`` epochs (``{epoch}`` in the path names it by the
     epochs completed; ``keep_last`` prunes older ones), at the end, and on SIGINT/SIGTERM (``signals``:
-    the active :class:`SignalCatcher`, read once per step by the loop)."""
+    the active :class:`SignalCatcher`, read once per step by the loop). ``collective``: a data-parallel
+    run's :class:`~xpnet.train.distributed.DataParallel`: rank 0 alone writes, the others wait for it."""
 
     def __init__(self, path: Any, every: Any, keep_last: Any, extra: dict | None, fit_config: dict,
-                 signals: SignalCatcher | None):
+                 signals: SignalCatcher | None, collective: Any = None):
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"checkpoint must be a file path (may contain {{epoch}}), got {path!r}")
         self.template = os.fspath(path)
@@ -115,7 +116,9 @@ class Checkpointer(Callback):
         elif self.keep_last is not None:
             raise ValueError(f"keep_last needs {{epoch}} in the checkpoint path (e.g. 'run-{{epoch}}.npz'): "
                              f"{self.template!r} names one file, which every save replaces")
-        check_writable(self.template.format(epoch=0) if self.pattern else self.template, "checkpoint")
+        self.collective = collective
+        if collective is None or collective.is_root:
+            check_writable(self.template.format(epoch=0) if self.pattern else self.template, "checkpoint")
 
     def on_train_begin(self, info: dict) -> None:
         self.model, self.optimizer, self.history = info["model"], info["optimizer"], info["history"]
@@ -126,6 +129,13 @@ class Checkpointer(Callback):
         if self.pattern and mid_epoch:  # keep the clean end-of-epoch file of the same number intact
             stem, ext = os.path.splitext(path)
             path = f"{stem}-interrupted{ext}"
+        if self.collective is None:
+            self._write(path, epoch, loop_state)
+        else:  # rank 0 writes; its outcome (or error) reaches every rank
+            self.collective.on_root(self._write, path, epoch, loop_state)
+        return path
+
+    def _write(self, path: str, epoch: int, loop_state: dict) -> None:
         save(path, self.model, self.optimizer, self.history, epoch, self.extra, self.fit_config,
              loop_state=loop_state)
         if self.pattern and self.keep_last:
@@ -134,31 +144,31 @@ class Checkpointer(Callback):
             for _, f in found[:-self.keep_last]:
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(directory, f))
-        return path
 
     @property
     def signalled(self) -> int:
         return self.signals.signum if self.signals is not None else 0
 
     def on_epoch_closed(self, epoch: int, final: bool) -> None:
-        """Save after ``epoch + 1`` epochs if due (or final, or a signal came); raise Interrupted on a signal."""
-        done = epoch + 1
-        if final or self.signalled or done % self.every == 0:
-            path = self.save(done, self.trainer.loop_state())
+        """Save after epoch ``epoch`` (= epochs completed) if due (or final, or a signal came); raise
+        Interrupted on a signal."""
+        if final or self.signalled or epoch % self.every == 0:
+            path = self.save(epoch, self.trainer.loop_state())
             if self.signalled and not final:
-                self._raise(path, done, 0)
+                self._raise(path, epoch, 0)
 
     def on_interrupt(self, epoch: int, step_in_epoch: int, partial: dict) -> None:
-        """Save the unfinished epoch (its first ``step_in_epoch`` steps) and raise Interrupted."""
+        """Save the unfinished epoch ``epoch`` (its first ``step_in_epoch`` steps) and raise Interrupted."""
         state = dict(self.trainer.loop_state(), step_in_epoch=step_in_epoch, partial=partial)
-        self._raise(self.save(epoch, state, mid_epoch=True), epoch, step_in_epoch)
+        self._raise(self.save(epoch - 1, state, mid_epoch=True), epoch - 1, step_in_epoch)
 
-    def _raise(self, path: str, epoch: int, step_in_epoch: int) -> None:
+    def _raise(self, path: str, done: int, step_in_epoch: int) -> None:
+        """Raise Interrupted after ``done`` epochs completed (and ``step_in_epoch`` steps of the next)."""
         signum = self.signalled
-        where = f"after epoch {epoch}" + (f" + {step_in_epoch} steps" if step_in_epoch else "")
+        where = f"after epoch {done}" + (f" + {step_in_epoch} steps of epoch {done + 1}" if step_in_epoch else "")
         raise Interrupted(f"training stopped by {signal.Signals(signum).name} {where}; checkpoint saved to "
                           f"{path!r}: resume with xpnet.fit(..., resume={path!r})",
-                          self.history, path, epoch, step_in_epoch, signum)
+                          self.history, path, done, step_in_epoch, signum)
 
 
 def check_resume_epochs(ck: Checkpoint, epochs: int) -> None:

@@ -20,10 +20,12 @@ class Diagnostics(Callback):
 
     def on_train_begin(self, info: dict) -> None:
         self.model, self.history, self.trainer = info["model"], info["history"], info["trainer"]
+        recorded = self.history["diagnostics"]  # a resumed run that recorded none before: one None per epoch
+        recorded.extend([None] * (len(self.history["epoch"]) - len(recorded)))
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         stats = None
-        if (epoch + 1) % self.every == 0:
+        if epoch % self.every == 0:
             xb, yb = self.trainer.last_batch
             stats = _diag.batch_stats(self.model, self.objective, xb, yb, self.l2)
             _diag.check(stats, epoch=epoch, seen=self.warned)

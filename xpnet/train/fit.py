@@ -10,13 +10,15 @@ from .._xp import device, fetch, is_sparse, namespace
 from ..checkpoint import as_checkpoint
 from ..nn import Network, Objective
 from ..nn.inputs import is_continuous
-from ..optim import Adam, LossScaler, Optimizer, Schedule, clip_by_norm, clip_by_value
+from ..optim import Adam, Optimizer, Schedule, clip_by_norm, clip_by_value
 from .callbacks import CallbackList, EarlyStopping, GradNorms, PrintProgress
 from .checkpointing import Checkpointer, catch_signals, check_resume_epochs, resume_state
+from .distributed import agreed_setup, data_parallel
 from .diagnosing import Diagnostics
 from .guard import NonFiniteGuard
 from .history import History
-from .loop import Trainer, validation_result, validation_sums
+from .loop import Trainer, loss_scaler, validation_result, validation_sums
+from .stream import Stream, stream_source
 
 __all__ = ["fit", "evaluate"]
 
@@ -33,6 +35,7 @@ def evaluate(model: Network, X: Any, Y: Any, loss: str | None = None, l2: float 
     return validation_result(host, X.shape[0], float(l2), objective.hit_denominator(X.shape[0], Y))
 
 
+@agreed_setup
 def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, loss: str | None = None,
         l2: float = 0.0, epochs: int = 10, batch_size: int = 32, shuffle: bool = True,
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
@@ -43,13 +46,14 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         train_accuracy: bool = True, verbose: bool = False, resume: Any = None, checkpoint: Any = None,
         checkpoint_every: int | None = None, keep_last: int | None = None,
         checkpoint_extra: dict | None = None, diagnostics: bool = False,
-        diagnostics_every: int | None = None, precision: Any = None) -> History:
+        diagnostics_every: int | None = None, precision: Any = None, comm: Any = None) -> History:
     """Train ``model`` (a :class:`~xpnet.Network` or :class:`~xpnet.MLP`) on (X, y) with mini-batch
     gradient descent; returns a :class:`History`.
 
     X: (n, features) NumPy array, list or array already on the model's device (copied to the device
     once), or a SciPy sparse matrix (kept sparse: see :mod:`xpnet.train.loop`). y: labels or targets as :meth:`Network.targets` describes. Each epoch draws a fresh
-    permutation from the counter-based generator (key: seed, "shuffle", epoch); the last partial
+    permutation from the counter-based generator (key: seed, "shuffle", epoch - 1: epochs are numbered
+    from 1 in the history and callbacks); the last partial
     batch is used; a ``batch_size`` above n means one batch.
 
     ``validation_split`` holds out that fraction (a fixed random subset); or give
@@ -74,9 +78,20 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     ``precision`` ("float32", "float16", "bfloat16"; default: the model's) sets the model's compute
     precision (:mod:`xpnet.nn.precision`); float16 trains with dynamic loss scaling
     (:class:`xpnet.optim.LossScaler`), recording ``history["loss_scale"]`` and ``["skipped_steps"]``.
+
+    Data too large for memory: X a NumPy memmap or a Dask array (y in memory, or streamed the same
+    way) is streamed to the device block by block, never held whole; the shuffle is then by blocks
+    and by rows within a block (:mod:`xpnet.train.stream`); validation data must be in memory.
+
+    ``comm`` (an mpi4py communicator, e.g. ``MPI.COMM_WORLD``, or ``"mpi"``): synchronous
+    data-parallel training, one process per rank, each giving fit the same arguments; N ranks on a
+    global batch of ``batch_size`` rows compute what one process computes (within rounding; see
+    :mod:`xpnet.train.distributed`). Rank 0 alone prints and writes checkpoints; every rank returns
+    the same history and ends with the same parameters.
     """
     if not isinstance(model, Network):
         raise ValueError(f"model must be an xpnet network (xpnet.Network or xpnet.MLP), got {type(model).__name__}")
+    dp = data_parallel(comm, model)  # None without comm
     ck = as_checkpoint(resume)
     if optimizer is None:
         optimizer = ck.new_optimizer() if ck is not None and ck.meta.get("optimizer") else Adam(lr=1e-3)
@@ -91,7 +106,8 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         "diagnostics_every", diagnostics_every, low=1)
     if checkpoint is None and (checkpoint_every is not None or keep_last is not None or checkpoint_extra is not None):
         raise ValueError("checkpoint_every, keep_last and checkpoint_extra need checkpoint=path")
-    _same_source(X, y, "X", "y")
+    if stream_source(X) is None:  # (a streamed X is read on the host, whatever y is)
+        _same_source(X, y, "X", "y")
     if validation_data is not None:
         if validation_split:
             raise ValueError("validation_split and validation_data cannot both apply: pass one of them")
@@ -106,7 +122,18 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
         seed = ck.fit_config.get("seed") if seed is None else seed
     seed = model.seed if seed is None else check.seed(seed)
 
-    Xd, Yd, Xv, Yv = _device_data(model, X, y, validation_split, validation_data, seed)
+    source = stream_source(X, batch_size)
+    if source is None:
+        Xd, Yd, Xv, Yv = _device_data(model, X, y, validation_split, validation_data, seed)
+    else:  # memmap / Dask: streamed block by block (xpnet.train.stream)
+        if validation_split:
+            raise ValueError("validation_split cannot split a streamed X (a memmap or Dask array): pass "
+                             "validation_data=(X_val, y_val) in memory")
+        Xd = Stream(model, source, y, seed, min(batch_size, source.shape[0]))
+        Yd = Xd.target_like
+        Xv = Yv = None
+        if validation_data is not None:
+            Xv, Yv = _validation_arrays(model, validation_data)
     if early_stopping and Xv is None:
         raise ValueError("early_stopping needs validation data: set validation_split (e.g. 0.1) or validation_data")
     objective = Objective(model, loss)
@@ -127,23 +154,24 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     resumed = resume_state(ck, model, fit_config, epochs) if ck is not None else {}
     if resumed:
         stopper.load_state(resumed["best"], resumed["waited"], resumed["best_params"], resumed["best_buffers"])
-    scaler = None
-    if model.precision.loss_scaling:
-        scaler = LossScaler(model.precision.init_scale, growth_interval=model.precision.growth_interval)
-        if resumed.get("loss_scaler"):
-            scaler.load_state(resumed["loss_scaler"])
+    scaler = loss_scaler(model.precision)
+    if scaler is not None and resumed.get("loss_scaler"):
+        scaler.load_state(resumed["loss_scaler"])
     if checkpoint_extra is None and ck is not None:
         checkpoint_extra = ck.extra  # a resumed run keeps the saved extra unless given a new one
     with catch_signals(checkpoint is not None) as signals:
+        if dp is not None and signals is not None:
+            signals = dp.watch(signals)  # any rank's signal stops every rank after the same step
         internal = ([GradNorms()] if record_grad_norms else []) + [NonFiniteGuard()]
         internal += ([Diagnostics(every, objective, l2)] if every else []) + [stopper]
-        internal += [PrintProgress()] if verbose else []
-        saver = [Checkpointer(checkpoint, checkpoint_every, keep_last, checkpoint_extra, fit_config, signals)] \
-            if checkpoint is not None else []
+        internal += [PrintProgress()] if verbose and (dp is None or dp.is_root) else []
+        saver = [Checkpointer(checkpoint, checkpoint_every, keep_last, checkpoint_extra, fit_config, signals,
+                              collective=dp)] if checkpoint is not None else []
         trainer = Trainer(model, optimizer, objective, batch_size=batch_size, seed=seed, l2=l2, shuffle=bool(shuffle),
                           schedule=schedule, transforms=transforms,
                           callbacks=internal + callbacks + saver, track_accuracy=train_accuracy,
-                          validation=None if Xv is None else (Xv, Yv), signals=signals, scaler=scaler)
+                          validation=None if Xv is None else (Xv, Yv), signals=signals, scaler=scaler,
+                          distributed=dp)
         return trainer.run(Xd, Yd, epochs, first_epoch=resumed.get("first_epoch", 0),
                            history=resumed.get("history"), partial=resumed.get("partial"),
                            n_val=0 if Xv is None else int(Xv.shape[0]))
@@ -164,9 +192,7 @@ def _device_data(model: Network, X: Any, y: Any, validation_split: float, valida
         raise ValueError(f"X and y have different lengths: {n} samples in X, {Yd.shape[0]} in y")
     _all_finite(xp, Xd, "X")
     if validation_data is not None:
-        Xv, Yv = model.as_input(validation_data[0], "X_val"), model.targets(validation_data[1], "y_val")
-        _all_finite(xp, Xv, "X_val")
-        return Xd, Yd, Xv, Yv
+        return (Xd, Yd, *_validation_arrays(model, validation_data))
     if not validation_split:
         return Xd, Yd, None, None
     n_val = int(round(n * validation_split))
@@ -177,6 +203,13 @@ def _device_data(model: Network, X: Any, y: Any, validation_split: float, valida
     rows = Xd.subset if is_sparse(Xd) else (lambda p: xp.take(Xd, p, axis=0))  # sparse X stays sparse
     Xv, Yv = rows(perm[:n_val]), xp.take(Yd, perm[:n_val], axis=0)
     return rows(perm[n_val:]), xp.take(Yd, perm[n_val:], axis=0), Xv, Yv
+
+
+def _validation_arrays(model: Network, validation_data: Any) -> tuple[Any, Any]:
+    """``validation_data`` on the model's device."""
+    Xv, Yv = model.as_input(validation_data[0], "X_val"), model.targets(validation_data[1], "y_val")
+    _all_finite(model.xp, Xv, "X_val")
+    return Xv, Yv
 
 
 def _all_finite(xp: Any, A: Any, name: str) -> None:

@@ -43,8 +43,9 @@ class NonFiniteGuard(Callback):
 def nonfinite_report(model: Any, optimizer: Any, step_loss: list[float], epoch: int,
                      snapshot: Any) -> str | None:
     """None if the step losses, parameters, gradients and optimizer state are finite; else why training
-    must stop (one line), naming the arrays by layer (paths of the layout). The parameters are
-    restored to ``snapshot`` (their copy at the epoch's start) when that copy is finite."""
+    must stop (one line), naming the epoch (``epoch``: its number, from 1), the step (from 1) and the
+    arrays by layer (paths of the layout). The parameters are restored to ``snapshot`` (their copy at
+    the epoch's start) when that copy is finite."""
     xp = model.xp
     walked = dict(walk(model.root))
     named = [(e, e.attr, e.view(model.params, xp)) for e in model.layout.params]
@@ -58,11 +59,11 @@ def nonfinite_report(model: Any, optimizer: Any, step_loss: list[float], epoch: 
         return None
     if losses_ok:
         step = len(step_loss) - 1
-        what = f"the parameters, gradients or optimizer state became non-finite in the update of step {step}"
+        what = f"the parameters, gradients or optimizer state became non-finite in the update of step {step + 1}"
     else:
         step = next(i for i, v in enumerate(step_loss) if not math.isfinite(v))
-        what = f"the training loss became {step_loss[step]} at step {step}"
-    msg = f"{what} of epoch {epoch} (global step {epoch * len(step_loss) + step})"
+        what = f"the training loss became {step_loss[step]} at step {step + 1}"
+    msg = f"{what} of epoch {epoch} (global step {(epoch - 1) * len(step_loss) + step + 1})"
     bad: dict[str, list[str]] = {}
     for (e, what_, _), fine in zip(named, ok):
         if not fine:

@@ -9,13 +9,13 @@ __all__ = ["History", "TrainingStopped"]
 class History(dict):
     """What :func:`xpnet.fit` records. Keys (lists, one entry per epoch unless noted):
 
-    ``epoch`` (the epoch's index, counted from 0), ``loss`` (train objective: batch-mean loss + L2,
+    ``epoch`` (the epoch's number, counted from 1), ``loss`` (train objective: batch-mean loss + L2,
     averaged over the epoch's samples), ``accuracy`` (train, from the training forwards, dropout
     active; None for regression), ``val_loss``, ``val_accuracy`` (None without validation), ``lr``
     (at the epoch's last step), ``time`` (seconds), ``step_loss`` (one per step), ``grad_norms``
     (per-Dense L2 norm of dL/dW at each epoch's last step, when recorded), ``diagnostics``
     (per-layer statistics of an epoch's last batch when asked for; None for the other epochs),
-    ``best_epoch``, ``stopped_early`` (scalars). Attribute access works too (``history.loss``).
+    ``best_epoch`` (its number, from 1), ``stopped_early`` (scalars). Attribute access works too (``history.loss``).
     """
 
     def __init__(self, saved: dict | None = None) -> None:

@@ -22,11 +22,12 @@ from .. import _validate as check
 from .. import random as xrandom
 from .._xp import fetch, is_sparse
 from ..nn import Dense, Sequential
+from ..optim import LossScaler
 from .callbacks import CallbackList
 from .checkpointing import EPOCH_START, partial_epoch
 from .history import History
 
-__all__ = ["Trainer", "validation_sums"]
+__all__ = ["Trainer", "validation_sums", "loss_scaler", "scaled_closure_error"]
 
 Array = Any
 _EVAL_CHUNK = 8192
@@ -45,6 +46,9 @@ def validation_sums(model: Any, objective: Any, X: Array, Y: Array, l2: float = 
         h = objective.hits(z, y)
         if h is not None:
             hits.append(h)
+    if n == 0:  # a data-parallel rank's empty share: zero sums (hits for a classifier)
+        zero = xp.zeros((), dtype=model.dtype, device=model.backend.device)
+        sums, hits = [zero], [] if objective.hits(model.logits(X), Y) is None else [zero]
     out = {"loss_sum": xp.sum(xp.stack(sums))}
     if l2:
         w = model._decay_params
@@ -62,6 +66,19 @@ def validation_result(values: dict, n: int, l2: float, denominator: int) -> tupl
     return total, (values["hits"] / denominator if "hits" in values else None)
 
 
+def loss_scaler(precision: Any) -> LossScaler | None:
+    """The dynamic loss scaler a :class:`~xpnet.nn.precision.Precision` trains with (float16), else None."""
+    if not precision.loss_scaling:
+        return None
+    return LossScaler(precision.init_scale, growth_interval=precision.growth_interval)
+
+
+def scaled_closure_error(optimizer: str) -> ValueError:
+    """Why ``optimizer``, which re-evaluates the loss (L-BFGS), cannot train under float16's loss scaling."""
+    return ValueError(f"{optimizer} re-evaluates the loss and cannot train with loss scaling (precision='float16'): "
+                      f"use float32 or float64 precision")
+
+
 class Trainer:
     """Trains ``model`` with ``optimizer`` on ``objective`` (see the module docstring).
 
@@ -72,20 +89,28 @@ class Trainer:
     ``on_step(loss)``: called with each step's loss (a device scalar), ends the run when it
     returns True (for procedures such as the learning-rate finder that look at every step);
     ``scaler``: a :class:`~xpnet.optim.LossScaler` for float16 training (its scale and skipped steps
-    go into ``history["loss_scale"]`` and ``history["skipped_steps"]`` every epoch).
+    go into ``history["loss_scale"]`` and ``history["skipped_steps"]`` every epoch);
+    ``distributed``: a :class:`~xpnet.train.distributed.DataParallel` (data-parallel training: each
+    step trains this rank's rows of the batch and reduces gradient, loss and hits in one allreduce
+    before L2, clipping and the update; validation is sharded; stop decisions are agreed). None:
+    one process, and none of its hooks runs.
     """
 
     def __init__(self, model: Any, optimizer: Any, objective: Any, *, batch_size: int, seed: int,
                  l2: float | Callable[[int], Any] = 0.0, shuffle: bool = True, schedule: Any = None,
                  transforms: Sequence[Callable[[Array], Any]] = (), callbacks: Sequence[Any] = (),
                  track_accuracy: bool = True, validation: tuple[Array, Array] | None = None,
-                 signals: Any = None, on_step: Callable[[Array], bool] | None = None, scaler: Any = None):
+                 signals: Any = None, on_step: Callable[[Array], bool] | None = None, scaler: Any = None,
+                 distributed: Any = None):
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.batch_size, self.seed, self.l2, self.shuffle = batch_size, seed, l2, shuffle
         self.schedule, self.transforms, self.validation, self.signals = schedule, list(transforms), validation, signals
         self.on_step, self.scaler = on_step, scaler
         self.track_accuracy = track_accuracy and model.output != "identity"
         self.callbacks = CallbackList(callbacks)
+        self.distributed = distributed
+        if distributed is not None:  # first: it checks that the ranks agree before anything else runs
+            self.callbacks.callbacks.insert(0, distributed)
         self.fetched: dict[str, Any] = {}
         self.epoch_step_loss: list[float] = []
 
@@ -96,47 +121,63 @@ class Trainer:
             state["loss_scaler"] = self.scaler.state()
         return state
 
-    def _batches(self, X: Array, Y: Array, epoch: int, first_step: int):
+    def _batches(self, X: Array, Y: Array, counter: int, first_step: int):
         xp, n, bs = self.model.xp, X.shape[0], self.batch_size
-        sparse = is_sparse(X)
-        whole = sparse and bs >= n  # one sparse batch of every row: kept sparse (module docstring)
+        sparse, dp = is_sparse(X), self.distributed
+        if hasattr(X, "batches"):  # a streamed X (xpnet.train.stream): block by block from the host
+            yield from X.batches(counter, first_step, None if dp is None else dp.part)
+            return
+        whole = sparse and bs >= n and dp is None  # one sparse batch of every row: kept sparse (module docstring)
         if whole:
             _check_sparse_batch(self.model)
         # Each batch gathers its rows of the epoch's permutation: no shuffled copy of the dataset.
-        perm = xrandom.permutation(xp, n, self.seed, xrandom.STREAMS["shuffle"], epoch,
+        perm = xrandom.permutation(xp, n, self.seed, xrandom.STREAMS["shuffle"], counter,
                                    self.model.backend.device) if self.shuffle and not whole else None
         for i in range(first_step * bs, n, bs):
-            stop = min(i + bs, n)
+            start, stop = i, min(i + bs, n)
+            if dp is not None:  # this rank's rows of the batch
+                lo, hi = dp.part(i, stop)
+                start, stop = i + lo, i + hi
             if perm is None:
-                yield i, X if whole else X[i:stop, ...], Y[i:stop, ...]
+                yield i, X if whole else X[start:stop, ...], Y[start:stop, ...]
             else:
-                rows = perm[i:stop]
+                rows = perm[start:stop]
                 yield i, X.take(rows) if sparse else xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
 
-    def _closure(self, xb: Array, yb: Array, counters: list[int]) -> Callable[[], Array]:
+    def _closure(self, xb: Array, yb: Array, counters: list[int], start: int = 0) -> Callable[[], Array]:
         """The loss (and, into the model's gradients, its gradient with the transforms applied) at the
         current parameters on batch (xb, yb), drawing the dropout masks of dropout counters ``counters``
         (the step's first evaluation's) and leaving counters and buffers as they are."""
         model = self.model
         if self.scaler is not None:
-            raise ValueError(f"{type(self.optimizer).__name__} re-evaluates the loss and cannot train with loss "
-                             f"scaling: use float32 or float64 precision")
+            raise scaled_closure_error(type(self.optimizer).__name__)
 
         def closure() -> Array:
             with model.frozen_state(grads=False):
                 model.counters = counters
-                value, _ = model.train_step(xb, yb, self.objective, self.l2)
+                if self.distributed is None:
+                    value, _ = model.train_step(xb, yb, self.objective, self.l2)
+                else:
+                    value, _ = self.distributed.step(xb, yb, start, None)
                 for transform in self.transforms:
                     transform(model.grads)
             return value
         return closure
 
-    def run(self, X: Array, Y: Array, epochs: int, *, first_epoch: int = 0, history: History | None = None,
-            partial: dict | None = None, n_val: int = 0) -> History:
-        """Train on device arrays (X, Y) for epochs ``first_epoch .. epochs-1``; returns the history.
+    def run(self, X: Array, Y: Array, epochs: int, **kwargs: Any) -> History:
+        """Train (see :meth:`_run`); data-parallel: an error on one rank alone aborts the job."""
+        if self.distributed is None:
+            return self._run(X, Y, epochs, **kwargs)
+        return self.distributed.guarded(self._run, X, Y, epochs, **kwargs)
 
+    def _run(self, X: Array, Y: Array, epochs: int, *, first_epoch: int = 0, history: History | None = None,
+             partial: dict | None = None, n_val: int = 0) -> History:
+        """Train on device arrays (X, Y) after ``first_epoch`` epochs completed, up to ``epochs`` in all;
+        returns the history.
+
+        Epochs are numbered from 1 (history, callbacks, messages): epoch e shuffles with counter e - 1.
         ``partial``: the record of an epoch interrupted mid-way (its steps are skipped)."""
-        model, opt, objective = self.model, self.optimizer, self.objective
+        model, opt, objective, dp = self.model, self.optimizer, self.objective, self.distributed
         history = History() if history is None else history
         n, bs = X.shape[0], self.batch_size
         steps = math.ceil(n / bs)
@@ -144,28 +185,32 @@ class Trainer:
         cbs.call("on_train_begin", {"model": model, "optimizer": opt, "history": history, "trainer": self,
                                     "n_train": n, "n_val": n_val, "epochs": epochs, "steps_per_epoch": steps,
                                     "initial_epoch": first_epoch})
-        for epoch in range(first_epoch, epochs):
+        for index in range(first_epoch, epochs):  # index: the epochs completed before, the shuffle counter
+            epoch = index + 1
             t0 = time.perf_counter()
             self._skipped_before = 0 if self.scaler is None else self.scaler.skipped
             cbs.call("on_epoch_begin", epoch)
             done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
             losses, hits = [], []
-            for i, xb, yb in self._batches(X, Y, epoch, done["step_in_epoch"]):
+            for i, xb, yb in self._batches(X, Y, index, done["step_in_epoch"]):
                 if self.schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
                     opt.lr = check.learning_rate(self.schedule, opt.t, self.schedule(opt.t))
                 scaler = self.scaler
                 counters = model.counters if opt.needs_closure else None
-                value, z = model.train_step(xb, yb, objective, self.l2, None if scaler is None else scaler.scale)
+                if dp is None:
+                    value, z = model.train_step(xb, yb, objective, self.l2, None if scaler is None else scaler.scale)
+                else:  # this rank's rows; gradient | loss | hits in one allreduce; then L2
+                    value, hit = dp.step(xb, yb, i, None if scaler is None else scaler.scale)
                 if scaler is None or scaler.update(model.grads):  # float16: a step with inf/NaN gradients is skipped
                     for transform in self.transforms:
                         transform(model.grads)
                     if opt.needs_closure:
-                        opt.step(model.params, model.grads, self._closure(xb, yb, counters), value)
+                        opt.step(model.params, model.grads, self._closure(xb, yb, counters, i), value)
                     else:
                         opt.step(model.params, model.grads)
                 losses.append(value)
                 if self.track_accuracy:
-                    hits.append(objective.hits(z, yb))
+                    hits.append(objective.hits(z, yb) if dp is None else hit)
                 if self.signals is not None and self.signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
                     self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
                 if self.on_step is not None and self.on_step(value):
@@ -174,7 +219,9 @@ class Trainer:
             self.last_batch, self.step_losses = (xb, yb), losses  # for callbacks' device_values
             logs = self._end_epoch(epoch, history, done, losses, hits, t0, n, steps, Y)
             stop = cbs.on_epoch_end(epoch, logs)
-            final = stop or epoch + 1 == epochs
+            if dp is not None:
+                stop = dp.agree(stop)  # any rank's stop (early stopping, a callback) stops every rank
+            final = stop or epoch == epochs
             cbs.call("on_epoch_closed", epoch, final)
             if stop:
                 break
@@ -188,13 +235,17 @@ class Trainer:
         device = {"step_loss": xp.stack(losses)}
         if self.track_accuracy:
             device["hits"] = xp.sum(xp.stack(hits))
+        dp = self.distributed
         if self.validation is not None:
-            val = validation_sums(self.model, self.objective, *self.validation, self._l2_value())
+            shard = self.validation if dp is None else dp.validation_share(*self.validation)
+            val = validation_sums(self.model, self.objective, *shard, self._l2_value())
             device.update({f"val_{k}": v for k, v in val.items()})
         device.update(self.callbacks.device_values(epoch))
         names = list(device)
         host = fetch(xp, [device[k] for k in names], xp.float64)
         self.fetched = {k: (v if k in ("step_loss", "grad_norms") else v[0]) for k, v in zip(names, host)}
+        if dp is not None:  # validation sums added over the ranks, parameter checksums compared, signals agreed
+            dp.end_epoch(epoch, self.fetched)
         step_loss = done["step_loss"] + self.fetched["step_loss"]
         self.epoch_step_loss = step_loss
         last = n - (steps - 1) * bs
