@@ -29,7 +29,8 @@ from typing import Any, Iterator
 from ._xp import Array, fetch
 from .nn import Activation, Dense, Objective, walk
 
-__all__ = ["TrainingWarning", "layer_stats", "batch_stats", "diagnose", "check", "VANISHING", "EXPLODING", "DEAD_FRACTION"]
+__all__ = ["TrainingWarning", "layer_stats", "batch_stats", "diagnose", "check", "VANISHING", "EXPLODING",
+           "DEAD_FRACTION"]
 
 VANISHING = 1e-7  # mean |dL/dW| below this: vanishing gradients
 EXPLODING = 1e2  # mean |dL/dW| above this: exploding gradients

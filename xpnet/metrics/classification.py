@@ -20,7 +20,8 @@ from ._inputs import (
     _target,
 )
 
-__all__ = ['accuracy_score', 'precision_recall_fscore_support', 'precision_score', 'recall_score', 'f1_score', 'fbeta_score', 'confusion_matrix']
+__all__ = ["accuracy_score", "precision_recall_fscore_support", "precision_score", "recall_score", "f1_score",
+           "fbeta_score", "confusion_matrix"]
 
 
 def accuracy_score(y_true: Any, y_pred: Any, *, normalize: bool = True) -> float:

@@ -17,7 +17,7 @@ from ._inputs import (
     _wide_float,
 )
 
-__all__ = ['mean_squared_error', 'root_mean_squared_error', 'mean_absolute_error', 'r2_score']
+__all__ = ["mean_squared_error", "root_mean_squared_error", "mean_absolute_error", "r2_score"]
 
 
 def _regression(y_true: Any, y_pred: Any) -> tuple[Any, Array, Array]:

@@ -22,7 +22,7 @@ from ._inputs import (
     _wide_float,
 )
 
-__all__ = ['roc_auc_score', 'log_loss']
+__all__ = ["roc_auc_score", "log_loss"]
 
 
 def _rank_sum2(xp: Any, s: Array, pos: Array) -> tuple[Array, Array]:

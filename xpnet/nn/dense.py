@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _validate as check
-from .._xp import fast_path, is_sparse
+from .._xp import fast_path
 from . import init as inits
 from .activations import Activation, make_activation
 from .layer import Layer, Param, register
@@ -21,9 +21,10 @@ class Dense(Layer):
 
     Backward: dz = act'(dy) (the activation's own backward); dW = xᵀ dz; db = Σ_batch dz;
     dx = dz Wᵀ. ``n_in=None`` takes the width of whatever comes before (the data's for the
-    first layer); ``Dense(64)`` alone means 64 outputs, ``Dense(64, "relu")`` with an activation. ``init``: he_normal for relu-like
-    activations, glorot_normal otherwise (see :mod:`xpnet.nn.init`); b starts at zero; L2
-    applies to W only. The RNG stream is the layer's ordinal among the network's Dense layers.
+    first layer); ``Dense(64)`` alone means 64 outputs, ``Dense(64, "relu")`` with an activation.
+    ``init``: he_normal for relu-like activations, glorot_normal otherwise (see
+    :mod:`xpnet.nn.init`); b starts at zero; L2 applies to W only. The RNG stream is the layer's
+    ordinal among the network's Dense layers.
     """
 
     stream_kind = "init"
@@ -42,6 +43,7 @@ class Dense(Layer):
         default = "he_normal" if self.activation in _RELU_LIKE else "glorot_normal"
         self.init = inits.canonical(init or default)
         self.head = False  # set by the network when this layer's activation is the output head
+        self.sparse_input = False  # set by the training loop while a sparse X enters this (first) layer
 
     def build(self, n_in: int | None) -> int:
         if self.n_in is not None and n_in is not None and n_in != self.n_in:
@@ -80,7 +82,7 @@ class Dense(Layer):
         else:
             x, act_cache = cache
             dy = self.act.backward(dy, act_cache)
-        if self._fused is not None and not is_sparse(x):  # sparse x (a full batch): its own product below
+        if self._fused is not None and not self.sparse_input:  # sparse x (a full batch): its own product below
             return self._fused(x, dy, self.W, self.grad_W, self.grad_b, self.need_dx)
         self.grad_W[...] = x.T @ dy
         self.grad_b[...] = self.xp.sum(dy, axis=0)

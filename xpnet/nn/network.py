@@ -268,19 +268,27 @@ class Network:
         ``scale`` (loss scaling) multiplies d_logits and is divided out as the gradients land in
         the float32 ``grads``.
         """
-        if scale is None:
+        if self.cparams is None and scale is None:  # computing in the parameters' own dtype
+            z, cache = self.root.forward(X, True)
+            value, dz = objective(z, Y)
+            self.root.backward(dz, cache)
+        else:
+            value, z = self._low_precision_step(X, Y, objective, scale)
+        if callable(l2):
+            value = self.add_l2(value, l2(z.shape[0]))
+        elif l2:
+            value = self.add_l2(value, l2)
+        return value, z
+
+    def _low_precision_step(self, X: Array, Y: Array, objective: Any, scale: float | None) -> tuple[Array, Array]:
+        """Forward and backward on the compute copies; d_logits × ``scale`` (loss scaling) is divided out as
+        the gradients land in the float32 ``grads``."""
+        with self.backend.overflow_allowed():  # an overflow only skips the step (see LossScaler)
             z, cache = self.root.forward(self._compute_input(X), True)
             value, dz = objective(z, Y)
-            self._backward(dz, cache)
-        else:
-            with self.backend.overflow_allowed():  # an overflow only skips the step (see LossScaler)
-                z, cache = self.root.forward(self._compute_input(X), True)
-                value, dz = objective(z, Y)
-                self._backward(dz * scale, cache)
+            self._backward(dz if scale is None else dz * scale, cache)
+            if scale is not None:
                 self.grads *= 1.0 / scale
-        lam = l2(z.shape[0]) if callable(l2) else l2
-        if callable(l2) or lam:
-            value = self.add_l2(value, lam)
         return value, z
 
     def add_l2(self, value: Array, lam: Any) -> Array:

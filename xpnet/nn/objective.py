@@ -37,7 +37,8 @@ class Objective:
         self.per_row = 1 if self.output == "softmax" else None  # hits per row: 1, or one per output unit
 
     def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
-        z = self._wide(z, Y)
+        if z.dtype != Y.dtype:
+            z = self._wide(z, Y)
         if self._kernel is not None:
             return self._kernel(z, Y)
         if self.fused:

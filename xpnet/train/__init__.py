@@ -5,4 +5,5 @@ from .history import History, TrainingStopped
 from .loop import Trainer
 from .lr_find import LRFinderResult, lr_find
 
-__all__ = ["fit", "evaluate", "History", "TrainingStopped", "Callback", "EarlyStopping", "Trainer", "lr_find", "LRFinderResult"]
+__all__ = ["fit", "evaluate", "History", "TrainingStopped", "Callback", "EarlyStopping", "Trainer", "lr_find",
+           "LRFinderResult"]

@@ -90,9 +90,20 @@ class CallbackList:
                     raise ValueError(f"callback {cb!r:.60} is neither callable nor has any of the hooks {HOOKS}")
                 cb = _EpochEndFunction(cb)
             self.callbacks.append(cb)
+        self._index()
+
+    def _index(self) -> None:
+        """Each hook's bound methods, in order (looked up once, not at every call)."""
+        self._hooks = {h: [fn for cb in self.callbacks if (fn := getattr(cb, h, None)) is not None]
+                       for h in HOOKS + ("state",)}
+
+    def prepend(self, cb: Any) -> None:
+        """Put ``cb`` before every other callback."""
+        self.callbacks.insert(0, cb)
+        self._index()
 
     def call(self, hook: str, *args: Any) -> list:
-        return [fn(*args) for cb in self.callbacks if (fn := getattr(cb, hook, None)) is not None]
+        return [fn(*args) for fn in self._hooks[hook]]
 
     def device_values(self, epoch: int) -> dict:
         out: dict = {}

@@ -183,7 +183,8 @@ def check_resume_epochs(ck: Checkpoint, epochs: int) -> None:
 
 def resume_state(ck: Checkpoint, model: Any, fit_config: dict, epochs: int) -> dict:
     """What the loop needs to continue the run saved in ``ck``: ``history``, ``first_epoch``,
-    ``partial`` (an unfinished epoch, or None) and the early-stopping ``best``/``waited``/``best_params``/``best_buffers``."""
+    ``partial`` (an unfinished epoch, or None) and the early-stopping ``best``/``waited``/``best_params``/
+    ``best_buffers``."""
     saved = ck.fit_config
     diff = [f"{k} {saved.get(k)!r} -> {fit_config.get(k)!r}" for k in MUST_MATCH
             if k in saved and saved.get(k) != fit_config.get(k)]

@@ -51,10 +51,11 @@ def fit(model: Network, X: Any, y: Any, *, optimizer: Optimizer | None = None, l
     gradient descent; returns a :class:`History`.
 
     X: (n, features) NumPy array, list or array already on the model's device (copied to the device
-    once), or a SciPy sparse matrix (kept sparse: see :mod:`xpnet.train.loop`). y: labels or targets as :meth:`Network.targets` describes. Each epoch draws a fresh
-    permutation from the counter-based generator (key: seed, "shuffle", epoch - 1: epochs are numbered
-    from 1 in the history and callbacks); the last partial
-    batch is used; a ``batch_size`` above n means one batch.
+    once), a SciPy sparse matrix (kept sparse: see :mod:`xpnet.train.loop`), or a NumPy memmap / Dask
+    array (streamed block by block: :mod:`xpnet.train.stream`). y: labels or targets as
+    :meth:`Network.targets` describes. Each epoch draws a fresh permutation from the counter-based
+    generator (key: seed, "shuffle", epoch - 1: epochs are numbered from 1 in the history and
+    callbacks); the last partial batch is used; a ``batch_size`` above n means one batch.
 
     ``validation_split`` holds out that fraction (a fixed random subset); or give
     ``validation_data=(X_val, y_val)`` (not both); ``early_stopping`` stops when the validation loss

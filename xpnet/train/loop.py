@@ -110,7 +110,7 @@ class Trainer:
         self.callbacks = CallbackList(callbacks)
         self.distributed = distributed
         if distributed is not None:  # first: it checks that the ranks agree before anything else runs
-            self.callbacks.callbacks.insert(0, distributed)
+            self.callbacks.prepend(distributed)
         self.fetched: dict[str, Any] = {}
         self.epoch_step_loss: list[float] = []
 
@@ -128,8 +128,7 @@ class Trainer:
             yield from X.batches(counter, first_step, None if dp is None else dp.part)
             return
         whole = sparse and bs >= n and dp is None  # one sparse batch of every row: kept sparse (module docstring)
-        if whole:
-            _check_sparse_batch(self.model)
+        _mark_sparse_input(self.model, whole)
         # Each batch gathers its rows of the epoch's permutation: no shuffled copy of the dataset.
         perm = xrandom.permutation(xp, n, self.seed, xrandom.STREAMS["shuffle"], counter,
                                    self.model.backend.device) if self.shuffle and not whole else None
@@ -178,6 +177,8 @@ class Trainer:
         Epochs are numbered from 1 (history, callbacks, messages): epoch e shuffles with counter e - 1.
         ``partial``: the record of an epoch interrupted mid-way (its steps are skipped)."""
         model, opt, objective, dp = self.model, self.optimizer, self.objective, self.distributed
+        schedule, scaler, transforms, l2 = self.schedule, self.scaler, self.transforms, self.l2
+        closure, track_accuracy, signals, on_step = opt.needs_closure, self.track_accuracy, self.signals, self.on_step
         history = History() if history is None else history
         n, bs = X.shape[0], self.batch_size
         steps = math.ceil(n / bs)
@@ -193,27 +194,26 @@ class Trainer:
             done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
             losses, hits = [], []
             for i, xb, yb in self._batches(X, Y, index, done["step_in_epoch"]):
-                if self.schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
-                    opt.lr = check.learning_rate(self.schedule, opt.t, self.schedule(opt.t))
-                scaler = self.scaler
-                counters = model.counters if opt.needs_closure else None
+                if schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
+                    opt.lr = check.learning_rate(schedule, opt.t, schedule(opt.t))
+                counters = model.counters if closure else None
                 if dp is None:
-                    value, z = model.train_step(xb, yb, objective, self.l2, None if scaler is None else scaler.scale)
+                    value, z = model.train_step(xb, yb, objective, l2, None if scaler is None else scaler.scale)
                 else:  # this rank's rows; gradient | loss | hits in one allreduce; then L2
                     value, hit = dp.step(xb, yb, i, None if scaler is None else scaler.scale)
                 if scaler is None or scaler.update(model.grads):  # float16: a step with inf/NaN gradients is skipped
-                    for transform in self.transforms:
+                    for transform in transforms:
                         transform(model.grads)
-                    if opt.needs_closure:
+                    if closure:
                         opt.step(model.params, model.grads, self._closure(xb, yb, counters, i), value)
                     else:
                         opt.step(model.params, model.grads)
                 losses.append(value)
-                if self.track_accuracy:
+                if track_accuracy:
                     hits.append(objective.hits(z, yb) if dp is None else hit)
-                if self.signals is not None and self.signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
+                if signals is not None and signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
                     self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
-                if self.on_step is not None and self.on_step(value):
+                if on_step is not None and on_step(value):
                     cbs.call("on_train_end", history)
                     return history
             self.last_batch, self.step_losses = (xb, yb), losses  # for callbacks' device_values
@@ -283,11 +283,14 @@ class Trainer:
         self.callbacks.call("on_interrupt", epoch, steps_done, partial)
 
 
-def _check_sparse_batch(model: Any) -> None:
-    """A sparse full batch enters the network's first layer, which must multiply it: a Dense."""
+def _mark_sparse_input(model: Any, sparse: bool) -> None:
+    """Tell the network's first layer whether a sparse full batch enters it (it must then be a Dense, which
+    multiplies it with the library's sparse product instead of its dense fast path)."""
     first = model.root
     while isinstance(first, Sequential):
         first = first.layers[0]
-    if not isinstance(first, Dense):
+    if sparse and not isinstance(first, Dense):
         raise ValueError(f"a sparse X trained as one batch of every row goes straight into the first layer, "
                          f"which must then be a Dense layer (got {first!r}): use a smaller batch_size")
+    if isinstance(first, Dense):
+        first.sparse_input = sparse
