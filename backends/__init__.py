@@ -92,8 +92,9 @@ def fast_path(target: Any, name: str) -> Callable[..., Any] | None:
 
     ``target`` is a Backend, a spec string or an array namespace. NumPy has
     ``dense_backward`` (BLAS straight into the gradient buffer), ``adam`` (no
-    temporaries) and ``normal`` (the random normals in cache-sized blocks), all
-    bit-identical to the portable code;
+    temporaries), ``relu_forward`` (a boolean mask), ``binary_cross_entropy`` and
+    ``softmax_cross_entropy`` (in place) and ``normal`` (the random normals in
+    cache-sized blocks), all bit-identical to the portable code;
     CuPy has fused kernels in ``backends/_cupy_kernels.py`` (adam, relu_forward,
     dropout_mask, binary_cross_entropy, softmax_cross_entropy, dense_backward).
     Setting the environment variable ``XPNET_FAST_PATHS=0`` turns them all off

@@ -16,7 +16,7 @@ from xpnet.nn import losses
 
 ALL_KERNELS = ("adam", "relu_forward", "dropout_mask", "binary_cross_entropy", "softmax_cross_entropy",
                "dense_backward")
-NUMPY_KERNELS = ("dense_backward", "adam")
+NUMPY_KERNELS = ("dense_backward", "adam", "relu_forward", "binary_cross_entropy", "softmax_cross_entropy")
 
 
 def test_fast_paths_only_where_registered():
@@ -26,7 +26,7 @@ def test_fast_paths_only_where_registered():
             expect = be.name == "cupy" or (be.name == "numpy" and name in NUMPY_KERNELS)
             assert (backends.fast_path(be, name) is not None) == expect
             assert (backends.fast_path(be.xp, name) is not None) == expect
-    assert backends.fast_path("numpy", "relu_forward") is None
+    assert backends.fast_path("numpy", "dropout_mask") is None
     assert backends.fast_path("cupy", "no_such_kernel") is None or "cupy" not in backends.available()
 
 
@@ -76,6 +76,32 @@ def test_dense_backward_fast_paths_bit_identical(monkeypatch, need_dx):
                 assert a is None
             else:
                 assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (33, 3), (64, 10), (5, 4)])
+def test_numpy_loss_and_relu_kernels_bit_identical(dtype, shape):
+    """The NumPy loss and ReLU kernels give the portable code's bits (values, gradients, outputs, masks),
+    down to the sign of zeros, with logits up to ±1e4."""
+    from xpnet.nn import losses as L
+
+    rng = np.random.default_rng(sum(shape))
+    xp = backends.get("numpy").xp
+    z = (rng.normal(size=shape) * rng.choice([1.0, 30.0, 1e4], size=shape)).astype(dtype)
+    z.flat[0] = -0.0
+    y01 = (rng.random(shape) < 0.5).astype(dtype)
+    onehot = np.eye(shape[1], dtype=dtype)[rng.integers(0, shape[1], shape[0])]
+    kernels = {name: backends.fast_path("numpy", name) for name in NUMPY_KERNELS}
+    for name, ref, y in (("binary_cross_entropy", L.binary_cross_entropy, y01),
+                         ("softmax_cross_entropy", L.softmax_cross_entropy, onehot)):
+        (v1, g1), (v2, g2) = kernels[name](z, y), ref(xp, z, y)
+        assert np.asarray(v1).tobytes() == np.asarray(v2).tobytes() and np.asarray(v1).dtype == np.dtype(dtype)
+        assert g1.dtype == g2.dtype and g1.tobytes() == g2.tobytes(), name
+    out, mask = kernels["relu_forward"](z)
+    portable_mask = xp.astype(z > 0.0, z.dtype)
+    assert out.tobytes() == (z * portable_mask).tobytes()
+    dy = rng.normal(size=shape).astype(dtype)
+    assert (dy * mask).tobytes() == (dy * portable_mask).tobytes()
 
 
 @pytest.fixture
