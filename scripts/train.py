@@ -59,10 +59,11 @@ import xpnet  # noqa: E402
 from _cli import distributed, resume  # noqa: E402
 from _cli.args import AUTO_LR, ArgumentParser, CLIError, explicit_args, positive_int, run_cli, script_entry, signal_name  # noqa: E402,E501
 from _cli.data import DATASETS, add_data_args, data_fingerprint, dataset_label  # noqa: E402
-from _cli.model import add_model_args, build_model, check_model_args, dense_labels  # noqa: E402
-from _cli.plots import (plot_accuracy, plot_decision_boundary, plot_diagnostics, plot_grad_norms, plot_loss,  # noqa: E402
-                        plot_lr_find)
-from _cli.prepare import Prepared, prepare_from_args, split_note  # noqa: E402
+from _cli.model import add_model_args, build_model, check_model_args  # noqa: E402
+from _cli import figures  # noqa: E402
+from _cli.figures import planned  # noqa: E402
+from _cli.plots import plot_lr_find  # noqa: E402
+from _cli.prepare import prepare_from_args, split_note  # noqa: E402
 from _cli.report import compute_metrics, history_csv, history_record  # noqa: E402
 from _cli.runfolder import copy_file, default_out_dir, environment, make_out_dir, sigint_ignored, write_failed, write_npz  # noqa: E402,E501
 from _cli.runmodel import RunModel, save_model  # noqa: E402
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "in it are replaced")
     o.add_argument("--quiet", action="store_true",
                    help="no progress bar (the final summary and errors are still printed)")
+    o.add_argument("--figures", choices=figures.MODES, default=figures.default_mode(),
+                   help="the PNG plots and report.html: 'background' (default; $XPNET_FIGURES may change it) "
+                        "draws them in a detached process after the run, so the summary comes at once "
+                        "(drawing takes about a second); 'wait' draws them first; 'none' leaves them out "
+                        "(scripts/report.py RUN --figures draws them later)")
     c = p.add_argument_group("checkpoints and resuming")
     c.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="also write the whole training state every N epochs (N >= 1) to checkpoint-NNNN.npz in "
@@ -309,39 +315,29 @@ def _main(argv: list[str] | None) -> int:
     write_json(path("metrics.json"), metrics)
     files.append("metrics.json")
 
-    title = f"{dataset_label(args.dataset)} on {backend.spec}"
-    plot_loss(record, path("loss.png"), f"loss: {title}")
-    files.append("loss.png")
-    if prep.task != "regression":
-        plot_accuracy(record, path("accuracy.png"), f"accuracy: {title}")
-        files.append("accuracy.png")
-    plot_grad_norms(record, dense_labels(model), path("grad_norms.png"), f"weight-gradient norms: {title}")
-    files.append("grad_norms.png")
-    if record["per_epoch"].get("diagnostics"):
-        plot_diagnostics(record, path("diagnostics.png"), f"mean |dL/dW| per layer: {title}")
-        files.append("diagnostics.png")
-    if prep.task != "regression" and prep.data.X.shape[1] == 2:
-        plot_decision_boundary(run, prep.data.X, prep.data.X[test], prep.data.y[test],
-                               path("decision_boundary.png"), feature_names=prep.data.feature_names)
-        files.append("decision_boundary.png")
-    files += _write_report(out, run, prep)
+    files += _figures(args.figures, out, planned(record, prep.task, prep.data.X.shape[1]))
 
     print(run_summary(args, backend, prep, model, config, record, metrics, fit_seconds,
                    time.perf_counter() - t_start, out, files, ck))
     return 0
 
 
-def _write_report(out: str, run: RunModel, prep: Prepared) -> list[str]:
-    """report.html (Bokeh, imported only here); a failure costs the report, never the run: one line."""
-    try:
-        from _cli.html_report import write_report
-
-        write_report(out, run, prep)
-        return ["report.html"]
-    except Exception as exc:  # noqa: BLE001 - everything else of the run is saved already
-        print(f"note: report.html not written ({type(exc).__name__}: {' '.join(str(exc).split())}); the run is saved; "
-              f"write it later with: python scripts/report.py {shlex.quote(out)}", file=sys.stderr)
+def _figures(mode: str, out: str, names: list[str]) -> list[str]:
+    """Draw the run's figures (see _cli/figures.py) now, in the background, or not; a failure costs the
+    figures, never the run: one line. Returns the names for the summary."""
+    if mode == "none":
         return []
+    if mode == "background":
+        pid = figures.start_background(out)
+        return names + [f"(the figures: drawn in the background by process {pid}; errors in {figures.LOG})"]
+    try:
+        written, failed = figures.write_figures(out)
+    except Exception as exc:  # noqa: BLE001 - everything else of the run is saved already
+        written, failed = [], [f"({type(exc).__name__}: {' '.join(str(exc).split())})"]
+    if failed:
+        print(f"note: not written: {'; '.join(failed)}; the run is saved; draw the figures later with: "
+              f"python scripts/report.py {shlex.quote(out)} --figures", file=sys.stderr)
+    return written
 
 
 def _save_history(out: str, record: dict) -> list[str]:

@@ -6,9 +6,13 @@ Tests that take ``dtype`` run for "float32" and "float64" (names: use ``backend.
 Mark GPU-only tests ``@pytest.mark.gpu``: they are skipped where no GPU backend works.
 GPU backends' cases carry the ``gpu`` mark too, so ``-m "not gpu"`` leaves them out.
 Without torch, the run ends with one line counting the torch tests it skipped (:func:`torch_summary`).
+scripts/train.py runs started by tests draw their figures before returning (``XPNET_FIGURES=wait``), so
+the tests can look at them; tests/test_cli_startup.py checks the background default.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -16,6 +20,7 @@ import backends
 from tests.helpers import ENV_VAR, all_backends, gpu_available
 
 FLOAT_DTYPES = ["float32", "float64"]
+os.environ.setdefault("XPNET_FIGURES", "wait")  # inherited by the train.py subprocesses of the tests
 
 try:
     _MATRIX, _MATRIX_ERROR = all_backends(), None

@@ -97,7 +97,7 @@ def test_recipe_moons_default(tmp_path, capsys):
     out = tmp_path / "moons"
     stdout, _ = _train(capsys, out)
     metrics = read_json(out / "metrics.json")
-    assert metrics["split"] == "test" and metrics["n"] == 200 and metrics["accuracy"] >= 0.97  # README: 0.9800
+    assert metrics["split"] == "test" and metrics["n"] == 200 and metrics["accuracy"] >= 0.95  # README: 0.9550
     assert _line(stdout, "test").startswith("  test      accuracy ") and "(macro)" not in stdout
 
 

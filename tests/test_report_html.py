@@ -102,9 +102,10 @@ def test_a_failing_report_does_not_lose_the_run(tmp_path, capsys, monkeypatch):
     assert load_script("train").main(["--epochs", "1", "--samples", "120", "--quiet", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     notes = [ln for ln in captured.err.splitlines() if "report.html" in ln]
-    assert notes == [f"note: report.html not written (RuntimeError: no bokeh today); the run is saved; write it later "
-                     f"with: python scripts/report.py {out}"]
+    assert notes == [f"note: not written: report.html (RuntimeError: no bokeh today); the run is saved; draw the "
+                     f"figures later with: python scripts/report.py {out} --figures"]
     assert (out / "metrics.json").is_file() and (out / "model.npz").is_file() and not (out / "report.html").exists()
+    assert (out / "loss.png").is_file()  # the other figures are drawn all the same
     assert "report.html" not in captured.out
 
 

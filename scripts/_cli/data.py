@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .args import CLIError, non_negative_float, positive_int, split_fraction
+from .bundled import load_bundled
 
 GENERATED = ("moons", "circles", "xor", "classification")
 FIXED = ("xor4",)  # the tutorials' XOR: the four rows of the truth table
@@ -128,10 +129,13 @@ def load_from_settings(settings: dict) -> Dataset:
 
 
 def _builtin(name: str, samples: int | None, noise: float | None, seed: int, features: int) -> Dataset:
-    from sklearn import datasets as skd
-
     if name == "xor4":
         return Dataset(name, XOR_X.copy(), XOR_Y.copy(), ["x0", "x1"], "y", "fixed")
+    if name in BUNDLED:  # read without importing scikit-learn (half a second)
+        X, y, names = load_bundled(name)
+        return Dataset(name, X, y, names, "target", "bundled")
+    from sklearn import datasets as skd
+
     n = 1000 if samples is None else samples
     if name == "moons":
         X, y = skd.make_moons(n_samples=n, noise=0.2 if noise is None else noise, random_state=seed)
@@ -147,10 +151,6 @@ def _builtin(name: str, samples: int | None, noise: float | None, seed: int, fea
         informative = max(2, features // 2)
         X, y = skd.make_classification(n_samples=n, n_features=features, n_informative=informative,
                                        n_redundant=min(features // 4, features - informative), random_state=seed)
-    else:
-        bunch = getattr(skd, f"load_{name}")()
-        return Dataset(name, np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target),
-                       [str(f) for f in bunch.feature_names], "target", "bundled")
     return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y), [f"x{i}" for i in range(X.shape[1])],
                    "y", "generated")
 

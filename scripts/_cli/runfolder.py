@@ -3,6 +3,7 @@ environment recorded in config.json, saving without being interrupted, and repor
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import datetime
 import os
 import platform
@@ -91,12 +92,9 @@ def sigint_ignored() -> Iterator[None]:
 
 def environment(backend: Any) -> dict:
     """Library versions and the device, for config.json."""
-    import sklearn
-
-    versions = dict(backend.versions())
-    versions.update({"xpnet": xpnet.__version__, "scikit-learn": sklearn.__version__})
-    for mod in ("tqdm", "matplotlib"):
-        with contextlib.suppress(ImportError):
-            versions[mod] = __import__(mod).__version__
+    versions = dict(backend.versions(), xpnet=xpnet.__version__)
+    for dist in ("scikit-learn", "tqdm", "matplotlib"):  # read from the installed metadata: nothing imported
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
     return {"backend": backend.spec, "device": backend.device_name, "backend_description": backend.describe(),
             "versions": versions, "platform": platform.platform(), "command": [sys.executable] + sys.argv}
