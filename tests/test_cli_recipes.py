@@ -115,7 +115,7 @@ def deep(tmp_path_factory):
 
 def test_recipe_deep_network_learns_only_with_residual_or_batchnorm(deep):
     acc = {k: read_json(out / "metrics.json")["accuracy"] for k, out in deep.items()}
-    assert acc["plain"] < 0.2 and acc["residual"] >= 0.95 and acc["batchnorm"] >= 0.9, acc  # README: 0.10/0.97/0.94
+    assert acc["plain"] < 0.2 and acc["residual"] >= 0.95 and acc["batchnorm"] >= 0.9, acc  # README: 0.10/0.98/0.96
     config = read_json(deep["plain"] / "config.json")
     assert config["model"]["sizes"] == [64] + [64] * 20 + [10]
 
