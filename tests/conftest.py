@@ -46,6 +46,16 @@ def backend(request: pytest.FixtureRequest) -> backends.Backend:
     return request.param
 
 
+@pytest.fixture
+def one_blas_thread():
+    """One BLAS thread while the test runs: multi-threaded OpenBLAS on a loaded 2-core machine is 10-50x
+    slower for small matmuls (scikit-learn's estimator tests); use with ``pytest.mark.usefixtures``."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(params=FLOAT_DTYPES)
 def dtype(request: pytest.FixtureRequest) -> str:
     """A floating dtype name; convert with ``backend.dtype(dtype)``."""

@@ -19,11 +19,9 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import LabelBinarizer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
-import backends
 from tests.helpers import assert_close, assert_equal
 from xpnet import XPNetClassifier, XPNetRegressor
 from xpnet.train.loop import Trainer
@@ -35,14 +33,10 @@ try:  # avoid OpenMP spin contention on the shared box
 except ImportError:  # pragma: no cover - torch is optional
     torch = None
 
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+              pytest.mark.usefixtures("one_blas_thread")]
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    # Multi-threaded OpenBLAS on a loaded 2-core box is 10-50x slower for these small matmuls.
-    with threadpool_limits(limits=1):
-        yield
 
 
 def _clf_data(n=60, classes=3, features=5, seed=0):

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
-from threadpoolctl import threadpool_limits
 
 import xpnet
 from tests.helpers import assert_close, to_numpy
@@ -20,11 +19,9 @@ from xpnet.optim import lbfgs
 from xpnet.train.loop import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(limits=1):
-        yield
 
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 def _data(n=60, d=5, seed=0):
     rng = np.random.default_rng(seed)
