@@ -168,28 +168,28 @@ class Network:
         return self.layout.n_decay
 
     def _dense_views(self, attr: str, flat: Array) -> list[Array]:
-        """Every Dense layer's ``attr`` as a view of the master buffer ``flat`` (the layers themselves are
-        bound to the compute copies under a low precision)."""
+        """Every Dense layer's ``attr`` as a view of the master buffer ``flat``, from the layout (the layers
+        themselves are bound to the compute copies under a low precision)."""
         paths = [p for p, layer in walk(self.root) if isinstance(layer, Dense)]
         return [self.layout.of_layer(p)[attr].view(flat, self.xp) for p in paths]
 
     @property
     def weights(self) -> list[Array]:
         """Every Dense layer's W (views of ``params``), depth-first."""
-        return [d.W for d in self._dense] if self.cparams is None else self._dense_views("W", self.params)
+        return self._dense_views("W", self.params)
 
     @property
     def biases(self) -> list[Array]:
-        return [d.b for d in self._dense] if self.cparams is None else self._dense_views("b", self.params)
+        return self._dense_views("b", self.params)
 
     @property
     def weight_grads(self) -> list[Array]:
-        """Every Dense layer's dL/dW (views of ``grads``, float32 under a low precision), depth-first."""
-        return [d.grad_W for d in self._dense] if self.cgrads is None else self._dense_views("W", self.grads)
+        """Every Dense layer's dL/dW (views of ``grads``, the float32 master gradients), depth-first."""
+        return self._dense_views("W", self.grads)
 
     @property
     def bias_grads(self) -> list[Array]:
-        return [d.grad_b for d in self._dense] if self.cgrads is None else self._dense_views("b", self.grads)
+        return self._dense_views("b", self.grads)
 
     def named_params(self) -> Iterator[tuple[str, Array, Array]]:
         """(name, parameter view, gradient view) in ``params`` order."""

@@ -34,7 +34,6 @@ class Objective:
                              f"is {self.output!r}: pass output={self.loss.head!r} or choose another loss")
         self.fused = self.loss.head is not None
         self._kernel = fast_path(self.xp, self.loss.kernel) if self.loss.kernel else None
-        self.per_row = 1 if self.output == "softmax" else None  # hits per row: 1, or one per output unit
 
     def __call__(self, z: Array, Y: Array) -> tuple[Array, Array]:
         if z.dtype != Y.dtype:
