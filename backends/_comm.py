@@ -40,6 +40,7 @@ __all__ = ["communicator", "MPICommunicator", "check_launch", "expected_mpiexec"
 
 PATHS = ("host", "nccl", "cuda-aware", "staged")
 DEFAULT_TIMEOUT = 600.0
+ABORT_GRACE = 0.5  # seconds between printing why and MPI_Abort
 # What launchers tell each process about the job's size (MPICH/Intel hydra and Slurm's PMI, Open MPI, MVAPICH).
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -186,6 +187,7 @@ class MPICommunicator:
         try:
             sys.stderr.write(f"xpnet: rank {self.rank} of {self.size}: {message}; aborting all ranks\n")
             sys.stderr.flush()
+            time.sleep(ABORT_GRACE)  # MPI_Abort tears the launcher's output forwarding down at once: give it the line
         finally:
             self.comm.Abort(code)
 
