@@ -32,6 +32,16 @@ def _positive(values: Sequence[Any]) -> bool:
     return bool(vals) and all(v > 0 for v in vals)
 
 
+def _finish_line_plot(fig: Any, ax: Any, path: str, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, grid and legend a line plot, then save it to ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
 def plot_loss(record: dict, path: str, title: str = "") -> None:
     """Train loss per step (faint) and per epoch, validation loss per epoch."""
     plt = pyplot()
@@ -46,12 +56,7 @@ def plot_loss(record: dict, path: str, title: str = "") -> None:
                 label="validation loss")
     if _positive(pe["train_loss"] + pe["val_loss"] + ps["loss"]):
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (incl. L2 penalty)")
-    ax.set_title(title or "loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    _finish_line_plot(fig, ax, path, "epoch", "loss (incl. L2 penalty)", title or "loss")
 
 
 def plot_accuracy(record: dict, path: str, title: str = "") -> None:
@@ -62,12 +67,7 @@ def plot_accuracy(record: dict, path: str, title: str = "") -> None:
                               ("val_accuracy", "validation", "tab:orange")):
         if any(v is not None for v in pe[key]):
             ax.plot(pe["epoch"], [np.nan if v is None else v for v in pe[key]], color=color, lw=1.6, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title or "accuracy")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    _finish_line_plot(fig, ax, path, "epoch", "accuracy", title or "accuracy")
 
 
 def plot_grad_norms(record: dict, labels: Sequence[str], path: str, title: str = "") -> None:
@@ -81,12 +81,8 @@ def plot_grad_norms(record: dict, labels: Sequence[str], path: str, title: str =
         ax.plot(pe["epoch"], norms[:, i], lw=1.4, label=labels[i])
     if np.all(norms > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("||dL/dW|| (last step of the epoch)")
-    ax.set_title(title or "gradient norms per layer")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    _finish_line_plot(fig, ax, path, "epoch", "||dL/dW|| (last step of the epoch)",
+                      title or "gradient norms per layer")
 
 
 def plot_decision_boundary(run: RunModel, X_all: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
@@ -139,12 +135,7 @@ def plot_lr_find(record: dict, path: str, title: str = "") -> None:
     if finite:  # the exploding tail would squash the curve
         lo, hi = min(finite), max(finite[: max(1, len(finite) // 10)] + [min(finite)])
         ax.set_ylim(lo - 0.1 * (hi - lo + 1e-12), hi + 0.5 * (hi - lo + 1e-12))
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(title or "learning-rate finder")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    _finish_line_plot(fig, ax, path, "learning rate", "training loss", title or "learning-rate finder")
 
 
 def plot_diagnostics(record: dict, path: str, title: str = "") -> None:
