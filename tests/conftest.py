@@ -20,6 +20,13 @@ import backends
 from tests.helpers import ENV_VAR, all_backends, gpu_available
 
 FLOAT_DTYPES = ["float32", "float64"]
+
+try:  # one torch thread for the whole suite: OpenMP spin contention on the shared 2-core box
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is optional
+    pass
 os.environ.setdefault("XPNET_FIGURES", "wait")  # inherited by the train.py subprocesses of the tests
 
 try:

@@ -22,13 +22,6 @@ import xpnet
 import xpnet.checkpoint as ckpt
 from tests.helpers import all_backends, assert_equal, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = {"float32": 1e-4, "float64": 1e-9}
 SPECS = [b.spec for b in all_backends()]

@@ -20,13 +20,6 @@ from tests.helpers import assert_close, assert_equal, to_numpy
 from xpnet import nn
 from xpnet.nn import BatchNorm1d, Dense, Dropout, Residual, Sequential
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 STEP_RTOL = {"float64": 1e-9, "float32": 1e-4}
 PARAM_TOL = {"float64": dict(rtol=1e-9, atol=1e-12), "float32": dict(rtol=1e-3, atol=1e-4)}
 

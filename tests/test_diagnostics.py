@@ -13,13 +13,6 @@ from tests.helpers import assert_equal, to_numpy
 from xpnet import diagnostics as D
 from xpnet.train.guard import nonfinite_report
 
-try:
-    import torch
-except ImportError:
-    torch = None
-else:
-    torch.set_num_threads(1)
-
 RNG = np.random.default_rng(4)
 X = RNG.normal(size=(64, 4))
 Y_BIN = (X[:, 0] + X[:, 1] > 0).astype(np.int64)

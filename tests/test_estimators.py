@@ -26,10 +26,8 @@ from tests.helpers import assert_close, assert_equal
 from xpnet import XPNetClassifier, XPNetRegressor
 from xpnet.train.loop import Trainer
 
-try:  # avoid OpenMP spin contention on the shared box
+try:
     import torch
-
-    torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is optional
     torch = None
 

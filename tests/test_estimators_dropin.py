@@ -28,8 +28,6 @@ from xpnet.nn import BatchNorm1d, Dense, Dropout, Residual
 
 try:
     import torch
-
-    torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is optional
     torch = None
 

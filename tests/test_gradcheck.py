@@ -9,13 +9,6 @@ from tests.helpers import assert_equal, to_numpy
 from xpnet import nn
 from xpnet.gradcheck import FULL_CHECK_LIMIT, GradcheckReport, check_layer, gradcheck
 
-try:
-    import torch
-except ImportError:
-    torch = None
-else:
-    torch.set_num_threads(1)
-
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(8, 3))
 Y_CLASS = np.array([0, 1, 2, 2, 1, 0, 2, 1])

@@ -12,10 +12,8 @@ import pytest
 import xpnet
 from tests.helpers import all_backends, assert_equal, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
+try:
     import torch
-
-    torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is optional
     torch = None
 

@@ -29,8 +29,6 @@ try:
     import torch
 except ImportError:  # the torch comparison skips
     torch = None
-else:
-    torch.set_num_threads(1)
 
 KINK_MARGIN = 1e-2  # ReLU/LeakyReLU inputs (or a Dense's pre-activations) stay this far from 0
 FD_EPS = 1e-6

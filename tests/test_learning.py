@@ -15,13 +15,6 @@ from sklearn.model_selection import train_test_split
 import xpnet
 from tests.helpers import all_backends, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu, sd = train.mean(axis=0), train.std(axis=0)

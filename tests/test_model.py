@@ -13,13 +13,6 @@ import backends
 import xpnet
 from tests.helpers import all_backends, assert_close, assert_equal, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 
 def _data(n: int = 64, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -15,13 +15,6 @@ from tests.helpers import all_backends, assert_close, assert_equal, to_numpy
 from xpnet import nn
 from xpnet.nn import BatchNorm1d, Dense, Dropout, Residual, Sequential
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 INIT, DROPOUT = xpnet.random.STREAMS["init"], xpnet.random.STREAMS["dropout"]
 
 

@@ -21,8 +21,6 @@ try:
     import torch
 except ImportError:
     torch = None
-else:
-    torch.set_num_threads(1)
 
 N_STEPS = 20
 N_PARAMS = 23

@@ -17,13 +17,6 @@ import backends
 import xpnet
 from tests.helpers import assert_close, assert_equal, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 STEP_RTOL = {"float64": 1e-9, "float32": 1e-4}
 PARAM_TOL = {"float64": dict(rtol=1e-9, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
 INITS = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"]

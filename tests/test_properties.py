@@ -22,13 +22,6 @@ import xpnet
 import xpnet.checkpoint as ckpt
 from tests.helpers import all_backends, assert_close, assert_equal, to_numpy
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 _SPECS = [b.spec for b in all_backends()]
 _OTHER = next((s for s in ("strict:device1", "torch:cpu", "strict") if s in _SPECS), None)
 BACKENDS = ["numpy"] + ([_OTHER] if _OTHER else [])

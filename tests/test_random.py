@@ -20,13 +20,6 @@ import backends
 from tests.helpers import all_backends, to_numpy
 from xpnet import random as xr
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 NP = backends.get("numpy")
 # (seed, stream, counter): small, large, the library's own streams, adjacent counters.
 KEYS = [

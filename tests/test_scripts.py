@@ -26,13 +26,6 @@ import backends
 import xpnet
 import xpnet.checkpoint
 
-try:  # avoid OpenMP spin contention on the shared box
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is optional
-    pass
-
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}

@@ -26,7 +26,6 @@ from xpnet import nn
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-torch.set_num_threads(1)
 
 RTOL = 1e-10
 N_FEATURES = 6
