@@ -19,14 +19,15 @@ from typing import Any
 
 import array_api_compat
 
-from ._base import Backend, BackendUnavailable, to_numpy
+from ._base import Backend, BackendUnavailable, CaptureFailed, to_numpy
 from ._sparse import SparseRows, is_sparse, sparse_rows
 from ._blocks import BlockSource, block_source, is_dask, random_state
 from ._comm import communicator
+from ._graphs import graphs_enabled
 from ._threads import set_threads
 
-__all__ = ["Backend", "BackendUnavailable", "BlockSource", "SparseRows", "available", "block_source",
-           "communicator", "is_dask", "random_state", "fast_path", "get", "is_sparse",
+__all__ = ["Backend", "BackendUnavailable", "BlockSource", "CaptureFailed", "SparseRows", "available", "block_source",
+           "communicator", "graphs_enabled", "is_dask", "random_state", "fast_path", "get", "is_sparse",
            "set_threads", "sparse_rows", "to_numpy"]
 
 NAMES = ("numpy", "strict", "torch", "cupy")

@@ -31,6 +31,10 @@ class BackendUnavailable(RuntimeError):
         super().__init__(f"backend {backend!r} is not available: {self.reason}")
 
 
+class CaptureFailed(RuntimeError):
+    """A step could not be recorded into a CUDA graph (one line: why); the step itself ran."""
+
+
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """``"ErrorType: message"`` squeezed onto one line (for BackendUnavailable reasons)."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -175,6 +179,17 @@ class Backend:
         """A context in which overflow to inf/NaN is expected and silent (float16 loss scaling skips such
         steps); only NumPy warns about it."""
         return contextlib.nullcontext()
+
+    # -- CUDA graphs ---------------------------------------------------------------------
+    @property
+    def can_capture(self) -> bool:
+        """Whether :meth:`capture` records CUDA graphs here (CuPy, torch on CUDA; off with XPNET_CUDA_GRAPHS=0)."""
+        return False
+
+    def capture(self, step: Any) -> Any:
+        """Run ``step`` once, record it into a CUDA graph and return the replay function (see
+        ``backends/_graphs.py``); raises ``CaptureFailed`` where that is not possible."""
+        raise CaptureFailed(f"backend {self.spec!r} has no CUDA graphs")
 
     # -- device & reporting --------------------------------------------------------------
     def synchronize(self) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import array_api_compat
 
+from . import _graphs
 from ._base import Backend, BackendUnavailable, one_line
 
 _INSTALL = (
@@ -44,6 +45,14 @@ class CupyBackend(Backend):
 
     def synchronize(self) -> None:
         self.device.synchronize()
+
+    @property
+    def can_capture(self) -> bool:
+        return _graphs.graphs_enabled()
+
+    def capture(self, step: Any) -> Any:
+        with self.device:
+            return _graphs.capture_cupy(self._cupy, step)
 
     def versions(self) -> dict[str, str]:
         rt = self._cupy.cuda.runtime

@@ -8,7 +8,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _malloc
+from . import _graphs, _malloc
 from ._base import Backend, BackendUnavailable, one_line
 
 _INSTALL = 'Install it with: pip install "xpnet[torch]"'
@@ -36,6 +36,15 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.on_gpu:
             self._torch.cuda.synchronize(self.device)
+
+    @property
+    def can_capture(self) -> bool:
+        return self.on_gpu and _graphs.graphs_enabled()
+
+    def capture(self, step: Any) -> Any:
+        if not self.on_gpu:
+            return super().capture(step)
+        return _graphs.capture_torch(self._torch, self.device, step)
 
     def versions(self) -> dict[str, str]:
         out = {**super().versions(), "torch": self.version}

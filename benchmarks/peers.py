@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import warnings
 
 import numpy as np
@@ -566,11 +567,13 @@ def _xpnet_device_memory(spec: str):
 
 
 class XpnetPeer(Peer):
-    """xpnet.MLP + xpnet.fit through the public API, on one backend spec."""
+    """xpnet.MLP + xpnet.fit through the public API, on one backend spec. On a GPU backend the steps
+    replay from CUDA graphs; ``graphs=False`` (the peer ``xpnet-eager:<spec>``) launches them from
+    Python (XPNET_CUDA_GRAPHS=0), for the side-by-side ratio."""
 
-    def __init__(self, spec: str):
-        self.spec = spec
-        self.name = f"xpnet:{spec}"
+    def __init__(self, spec: str, graphs: bool = True):
+        self.spec, self.graphs = spec, graphs
+        self.name = f"xpnet:{spec}" if graphs else f"xpnet-eager:{spec}"
         self.matmul_lib = _xpnet_matmul_lib(spec)
         self.device_memory = _xpnet_device_memory(spec)
         self.backend = None
@@ -605,9 +608,17 @@ class XpnetPeer(Peer):
         extra = {}
         if "train_accuracy" in inspect.signature(xpnet.fit).parameters:
             extra["train_accuracy"] = False  # the other peers don't track it either
-        hist = xpnet.fit(self.model, X, y, optimizer=xpnet.Adam(lr=task.lr),
-                         l2=task.l2, epochs=task.epochs, batch_size=task.batch_size,
-                         seed=0, **extra)
+        saved = os.environ.get("XPNET_CUDA_GRAPHS")
+        os.environ["XPNET_CUDA_GRAPHS"] = "1" if self.graphs else "0"
+        try:
+            hist = xpnet.fit(self.model, X, y, optimizer=xpnet.Adam(lr=task.lr),
+                             l2=task.l2, epochs=task.epochs, batch_size=task.batch_size,
+                             seed=0, **extra)
+        finally:
+            if saved is None:
+                os.environ.pop("XPNET_CUDA_GRAPHS", None)
+            else:
+                os.environ["XPNET_CUDA_GRAPHS"] = saved
         losses = hist["loss"] if isinstance(hist, dict) else getattr(hist, "loss", None)
         return None if losses is None else [float(v) for v in losses]
 
@@ -654,7 +665,9 @@ def make_peer(name: str) -> Peer:
             return JaxPeer(device)
     if name.startswith("xpnet:"):
         return XpnetPeer(name[len("xpnet:"):])
-    raise ValueError(f"unknown peer {name!r}; known: xpnet, xpnet:<backend spec>, "
+    if name.startswith("xpnet-eager:"):
+        return XpnetPeer(name[len("xpnet-eager:"):], graphs=False)
+    raise ValueError(f"unknown peer {name!r}; known: xpnet, xpnet:<backend spec>, xpnet-eager:<GPU spec>, "
                      + ", ".join(BASE_PEERS + tuple(PEER_GROUPS)))
 
 

@@ -101,7 +101,9 @@ def header(meta):
         "without clipping or averaging. *jax-…* is one jax.jit-compiled step (forward, grad, Adam; "
         "parameters donated; batches gathered on the device), compiled during the warm-up. Thinc "
         "and JAX are compared with NumPy's matmul rate on CPU (CuPy's or torch's on CUDA). "
-        "*xpnet:…* is xpnet.MLP + xpnet.fit (train_accuracy=False, as no other peer tracks it).",
+        "*xpnet:…* is xpnet.MLP + xpnet.fit (train_accuracy=False, as no other peer tracks it); on a "
+        "GPU its steps replay from CUDA graphs, and *xpnet-eager:…* is the same run with "
+        "XPNET_CUDA_GRAPHS=0 (every kernel launched from Python).",
         "",
     ]
     return "\n".join(lines)

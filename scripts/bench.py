@@ -42,7 +42,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import measure, report  # noqa: E402
-from benchmarks.peers import BASE_PEERS, PEER_GROUPS, make_peer, xpnet_backend_specs  # noqa: E402
+from benchmarks.peers import BASE_PEERS, KNOWN_GPU_SPECS, PEER_GROUPS, make_peer, xpnet_backend_specs  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, get_task, make_data  # noqa: E402
 
 
@@ -59,7 +59,8 @@ def parse_args(argv=None):
                    help="small|medium|large|xlarge|all, or a comma list "
                         "(all = small,medium,large, plus xlarge when a GPU is present)")
     p.add_argument("--peers", default=None,
-                   help="comma list of: xpnet (every --backends spec), xpnet:<spec>, "
+                   help="comma list of: xpnet (every --backends spec; GPU specs also as xpnet-eager:<spec>, "
+                        "without CUDA graphs), xpnet:<spec>, xpnet-eager:<spec>, "
                         + ", ".join(BASE_PEERS) + "; torch, thinc, jax (every peer of that "
                         "library). "
                         "Default: all. On xlarge only GPU peers run unless CPU peers "
@@ -116,8 +117,8 @@ def resolve_peer_names(args):
                  if args.peers else ["xpnet", *BASE_PEERS])
     names, skipped = [], {}
     for name in requested:
-        if name == "xpnet":
-            names += [f"xpnet:{s}" for s in specs]
+        if name == "xpnet":  # on a GPU also with eager launches (no CUDA graphs), side by side
+            names += [n for s in specs for n in [f"xpnet:{s}"] + ([f"xpnet-eager:{s}"] if s in KNOWN_GPU_SPECS else [])]
             for s, why in skipped_specs.items():
                 skipped["xpnet" if s == "xpnet" else f"xpnet:{s}"] = why
         elif name in PEER_GROUPS:

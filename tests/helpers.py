@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 from typing import Any
@@ -108,3 +109,49 @@ def assert_equal(
     """
     a, d = _check_meta(actual, desired, backend, check_dtype)
     np.testing.assert_array_equal(a, d)
+
+
+def count_host_transfers(monkeypatch: Any, backend: Backend) -> collections.Counter:
+    """A Counter (by kind) of the device-to-host transfers of array-api-strict arrays from now on, while
+    ``monkeypatch`` holds: the Array's ``__bool__``, ``__float__``, ``__int__``, ``__index__``,
+    ``__complex__``, ``__dlpack__``, ``__array__``, ``to_device`` to the CPU device, and the host-copy
+    helpers (``backends.to_numpy``, ``strict_to_numpy``, the backend's ``to_numpy``). Calls nested
+    inside a counted one are one transfer."""
+    import array_api_strict as strict
+
+    array = type(backend.xp.asarray([1.0], device=backend.device))
+    counts: collections.Counter = collections.Counter()
+    depth = [0]
+
+    def counted(kind, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if depth[0] == 0:
+                counts[kind] += 1
+            depth[0] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+        return wrapper
+
+    for name in ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__dlpack__", "__array__"):
+        if hasattr(array, name):
+            monkeypatch.setattr(array, name, counted(name, getattr(array, name)))
+    cpu = strict.__array_namespace_info__().default_device()
+    to_device = array.to_device
+
+    def to_device_counted(self, device, /, stream=None):
+        if device == cpu and self.device != cpu and depth[0] == 0:
+            counts["to_device(cpu)"] += 1
+        return to_device(self, device, stream=stream)
+
+    monkeypatch.setattr(array, "to_device", to_device_counted)
+    # the host-copy helpers, wherever they are bound (module functions and the backend's method)
+    for owner in (backends, backends._base, backends._strict, type(backend)):
+        for name in ("to_numpy", "strict_to_numpy"):
+            fn = vars(owner).get(name)
+            if callable(fn):
+                label = f"{getattr(owner, '__name__', owner)}.{name}"
+                monkeypatch.setattr(owner, name, counted(label, fn))
+    return counts

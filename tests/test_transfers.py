@@ -12,13 +12,11 @@ the setup before the loop (input checks) is the same for both.
 
 from __future__ import annotations
 
-import collections
-import functools
-
 import numpy as np
 import pytest
 
 import backends
+from tests.helpers import count_host_transfers
 import xpnet
 from xpnet.nn import BatchNorm1d, Dense, Dropout, Residual
 
@@ -29,48 +27,12 @@ try:
 except backends.BackendUnavailable as exc:  # pragma: no cover - array-api-strict missing or too old
     pytest.skip(f"needs array-api-strict's device1: {exc}", allow_module_level=True)
 
-ARRAY = type(BACKEND.xp.asarray([1.0], device=BACKEND.device))
-DUNDERS = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__dlpack__", "__array__")
 
 
 @pytest.fixture
 def transfers(monkeypatch):
     """A Counter of device-to-host transfers by kind while the test runs."""
-    counts: collections.Counter = collections.Counter()
-    depth = [0]
-
-    def counted(kind, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            if depth[0] == 0:
-                counts[kind] += 1
-            depth[0] += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-        return wrapper
-
-    for name in DUNDERS:
-        if hasattr(ARRAY, name):
-            monkeypatch.setattr(ARRAY, name, counted(name, getattr(ARRAY, name)))
-    cpu = strict.__array_namespace_info__().default_device()
-    to_device = ARRAY.to_device
-
-    def to_device_counted(self, device, /, stream=None):
-        if device == cpu and self.device != cpu and depth[0] == 0:
-            counts["to_device(cpu)"] += 1
-        return to_device(self, device, stream=stream)
-
-    monkeypatch.setattr(ARRAY, "to_device", to_device_counted)
-    # the host-copy helpers, wherever they are bound (module functions and the backend's method)
-    for owner in (backends, backends._base, backends._strict, type(BACKEND)):
-        for name in ("to_numpy", "strict_to_numpy"):
-            fn = vars(owner).get(name)
-            if callable(fn):
-                label = f"{getattr(owner, '__name__', owner)}.{name}"
-                monkeypatch.setattr(owner, name, counted(label, fn))
-    return counts
+    return count_host_transfers(monkeypatch, BACKEND)
 
 
 def test_the_counter_sees_transfers(transfers) -> None:

@@ -40,13 +40,14 @@ Streams count layers of their own kind only, so inserting a BatchNorm or an acti
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import array_api_compat
 
 from ._xp import Array, fast_path, has_unsigned_arithmetic
 
-__all__ = ["STREAMS", "key", "random_bits", "uniform", "normal", "permutation", "dropout_keep"]
+__all__ = ["STREAMS", "key", "random_bits", "uniform", "normal", "permutation", "dropout_keep",
+           "dropout_keep_keyed", "key_words"]
 
 # The one table of stream bases; a layer adds its ordinal among layers of its kind.
 STREAMS = {"init": 1 << 16, "dropout": 2 << 16, "shuffle": 3 << 16, "split": 4 << 16, "blocks": 5 << 16,
@@ -77,9 +78,25 @@ def key(seed: int, stream: int, counter: int) -> tuple[int, int]:
     return x & _M32, x >> 32
 
 
-def _word(v: int, unsigned: bool) -> int:
-    """A 32-bit pattern as a Python int that fits the working dtype (uint32 or int32)."""
+def _word(v: int | Array, unsigned: bool) -> int | Array:
+    """A 32-bit pattern as a Python int that fits the working dtype (uint32 or int32); a device word (already
+    in the working dtype, see :func:`key_words`) as it is."""
+    if not isinstance(v, int):
+        return v
     return v if unsigned or v < (1 << 31) else v - (1 << 32)
+
+
+def key_words(xp: Any, seed: int, stream: int, counters: Sequence[int], device: Any = None) -> Array:
+    """The key words of ``(seed, stream, c)`` for each c in ``counters`` as a device array of shape
+    ``(len(counters), 2)`` in the working dtype (uint32, or int32 holding the same bits on PyTorch).
+
+    Its rows can stand in for the host words ``k0, k1`` (:func:`dropout_keep_keyed`): a captured
+    CUDA graph reads the key of its step from device memory, so a replay needs no host work.
+    """
+    unsigned = has_unsigned_arithmetic(xp)
+    flat = [_word(w, unsigned) for c in counters for w in key(seed, stream, c)]
+    words = xp.asarray(flat, dtype=xp.uint32 if unsigned else xp.int32, device=device)
+    return xp.reshape(words, (len(counters), 2))
 
 
 def _hash(x: Array, unsigned: bool) -> Array:
@@ -104,8 +121,9 @@ def _check_count(n: int) -> None:
         raise ValueError(f"random_bits: n={n} exceeds 2**31 - 1 elements per draw")
 
 
-def _words(xp: Any, start: int, count: int, k0: int, k1: int, device: Any) -> Array:
-    """The words of elements ``start .. start + count - 1``: h(h(i + k0) ^ k1)."""
+def _words(xp: Any, start: int, count: int, k0: int | Array, k1: int | Array, device: Any) -> Array:
+    """The words of elements ``start .. start + count - 1``: h(h(i + k0) ^ k1) (``k0``, ``k1``: host ints or
+    0-d device words from :func:`key_words`)."""
     unsigned = has_unsigned_arithmetic(xp)
     x = xp.arange(start, start + count, dtype=xp.uint32 if unsigned else xp.int32, device=device)
     x += _word(k0, unsigned)
@@ -310,12 +328,20 @@ def dropout_keep(xp: Any, shape: tuple[int, ...], rate: float, seed: int, stream
     draw of ``total`` elements (a data-parallel rank's rows of the global batch's mask), its
     words drawn from that offset; by default the whole draw (``total`` = n).
     """
+    return dropout_keep_keyed(xp, shape, rate, key(seed, stream, counter), device, offset, total)
+
+
+def dropout_keep_keyed(xp: Any, shape: tuple[int, ...], rate: float, k: tuple[int | Array, int | Array],
+                       device: Any = None, offset: int = 0, total: int | None = None) -> Array:
+    """:func:`dropout_keep` from the key words ``k = (k0, k1)``: host ints (:func:`key`) or 0-d device
+    words (a row of :func:`key_words`); the same bits either way."""
     n = math.prod(shape)
     if offset or (total is not None and total != n):
-        return xp.reshape(_keep_part(xp, n, rate, key(seed, stream, counter), device, offset, total), shape)
+        return xp.reshape(_keep_part(xp, n, rate, k, device, offset, total), shape)
     half = (n + 1) // 2
+    _check_count(half)
     threshold = dropout_threshold(rate)
-    bits = random_bits(xp, half, seed, stream, counter, device)
+    bits = _words(xp, 0, half, *k, device)
     keep_lo = (bits & 0xFFFF) >= threshold
     bits = bits[:n - half]
     if bits.dtype == xp.uint32 and 0 <= threshold < 1 << 16:  # hi16 >= t  <=>  word >= t * 2**16
@@ -325,7 +351,7 @@ def dropout_keep(xp: Any, shape: tuple[int, ...], rate: float, seed: int, stream
     return xp.reshape(xp.concat([keep_lo, keep_hi]), shape)
 
 
-def _keep_part(xp: Any, n: int, rate: float, k: tuple[int, int], device: Any, offset: int,
+def _keep_part(xp: Any, n: int, rate: float, k: tuple[Any, Any], device: Any, offset: int,
                total: int | None) -> Array:
     """Elements ``offset .. offset + n - 1`` of :func:`dropout_keep`'s flat mask of ``total`` elements."""
     total = n if total is None else total

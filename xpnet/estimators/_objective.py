@@ -99,14 +99,15 @@ class SklearnSGD(Optimizer):
         """The current ``lr`` under the name scikit-learn's SGDOptimizer gives it."""
         return self.lr
 
-    def _update(self, p: Array, g: Array) -> None:
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
+        lr, = s
         if self.momentum == 0.0:
-            p -= self.lr * g
+            p -= lr * g
             return
         v = self._buffer("velocity", p)
         v *= self.momentum
-        v -= self.lr * g
+        v -= lr * g
         if self.nesterov:
-            p += self.momentum * v - self.lr * g
+            p += self.momentum * v - lr * g
         else:
             p += v

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from .. import _validate as check
 from .. import random as xrandom
@@ -27,6 +27,10 @@ class Dropout(Layer):
     ``rows``: None, or ``(first, total)`` while this process holds rows ``first ..`` of a batch of
     ``total`` rows (a data-parallel rank's share): the mask is then those rows of the whole
     batch's mask, so every rank applies exactly the single-process run's mask.
+
+    ``key_source``: None, or a function returning this forward's key words as 0-d device words (a row
+    of :func:`xpnet.random.key_words`); the mask is then drawn from them (the same bits as from
+    ``counter``) and ``counter`` is left to the caller (a captured CUDA graph, :mod:`xpnet.train.graphed`).
     """
 
     stream_kind = "dropout"
@@ -36,6 +40,7 @@ class Dropout(Layer):
         self.p = check.dropout_rate("dropout rate", p)
         self.counter = 0
         self.rows: tuple[int, int] | None = None
+        self.key_source: Callable[[], tuple[Array, Array]] | None = None
         self.scale = 1.0 / (1.0 - xrandom.dropout_threshold(self.p) / 65536.0)
 
     @property
@@ -47,9 +52,12 @@ class Dropout(Layer):
         self._fused = fast_path(ctx.xp, "dropout_mask")
 
     def mask(self, shape: tuple[int, ...], dtype: Any, counter: int) -> Array:
-        """The scaled mask m / (1 - p) of the ``counter``-th training forward."""
+        """The scaled mask m / (1 - p) of the ``counter``-th training forward (or of ``key_source``'s words)."""
         seed, threshold = self.ctx.seed, xrandom.dropout_threshold(self.p)
         part = () if self.rows is None else _part(shape, *self.rows)
+        if self.key_source is not None:
+            keep = xrandom.dropout_keep_keyed(self.xp, shape, self.p, self.key_source(), self.ctx.device, *part)
+            return self.xp.astype(keep, dtype) * self.scale
         if self._fused is not None:
             k0, k1 = xrandom.key(seed, self.stream, counter)
             return self._fused(shape, dtype, k0, k1, threshold, self.scale, *part)
@@ -60,7 +68,8 @@ class Dropout(Layer):
         if not training or self.p == 0.0:
             return x, None
         m = self.mask(tuple(x.shape), x.dtype, self.counter)
-        self.counter += 1
+        if self.key_source is None:
+            self.counter += 1
         return x * m, m
 
     def skip(self) -> None:

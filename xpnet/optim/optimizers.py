@@ -2,8 +2,10 @@
 
 Optimizers update one flat parameter vector ``p`` in place from its flat gradient
 ``g`` (the model keeps all parameters in one buffer), so a step costs a handful of
-array operations whatever the number of layers. Scalars such as bias corrections
-are Python floats computed on the host: no per-step device-to-host transfer.
+array operations whatever the number of layers. The step's scalars (learning rate, bias
+corrections: :meth:`Optimizer.scalars`) are computed on the host in float64; :meth:`Optimizer.update`
+takes them as Python floats or, in a captured CUDA graph, as 0-d device arrays read from a
+per-epoch table (the same values rounded once to the parameters' dtype, so the same numbers).
 Update rules follow PyTorch's definitions (so torch.optim is an exact oracle).
 """
 from __future__ import annotations
@@ -40,13 +42,23 @@ class Optimizer:
 
     def step(self, params: Array, grads: Array) -> None:
         """One in-place update of the flat ``params`` from the flat ``grads``."""
+        self.bind(params)
+        self.t += 1
+        self.update(params, grads, self.scalars(self.t, self.lr), self._fused)
+
+    def bind(self, params: Array) -> None:
+        """Bind to the parameters' namespace (and its fused kernel) before the first update."""
         if self.xp is None:
             self.xp = namespace(params)
             self._fused = fast_path(self.xp, self.kernel) if self.kernel else None
-        self.t += 1
-        self._update(params, grads)
 
-    def _update(self, p: Array, g: Array) -> None:
+    def scalars(self, t: int, lr: float) -> tuple[float, ...]:
+        """The scalars of step ``t`` (counted from 1) at learning rate ``lr`` (host floats)."""
+        return (lr,)
+
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
+        """The in-place update of ``p`` from ``g`` with the step's scalars ``s`` (:meth:`scalars`; host floats,
+        or 0-d device arrays, which the fused kernel ``fused`` does not take)."""
         raise NotImplementedError
 
     def state_names(self) -> tuple[str, ...] | None:
@@ -77,9 +89,10 @@ class SGD(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("momentum",) if self.momentum else ()
 
-    def _update(self, p: Array, g: Array) -> None:
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
+        lr, = s
         if self.momentum == 0.0:
-            p -= self.lr * g
+            p -= lr * g
             return
         buf = self.state.get("momentum")
         if buf is None:  # torch: the first buffer is g itself
@@ -87,7 +100,7 @@ class SGD(Optimizer):
         else:
             buf *= self.momentum
             buf += g
-        p -= self.lr * (g + self.momentum * buf) if self.nesterov else self.lr * buf
+        p -= lr * (g + self.momentum * buf) if self.nesterov else lr * buf
 
 
 class Adam(Optimizer):
@@ -105,12 +118,16 @@ class Adam(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("m", "v")
 
-    def _update(self, p: Array, g: Array) -> None:
+    def scalars(self, t: int, lr: float) -> tuple[float, ...]:
+        """(lr·√(1-β₂ᵗ)/(1-β₁ᵗ), ε√(1-β₂ᵗ))."""
+        root_bc2 = math.sqrt(1.0 - self.beta2 ** t)
+        return lr * root_bc2 / (1.0 - self.beta1 ** t), self.eps * root_bc2
+
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
         m, v = self._buffer("m", p), self._buffer("v", p)
-        root_bc2 = math.sqrt(1.0 - self.beta2 ** self.t)
-        step, eps = self.lr * root_bc2 / (1.0 - self.beta1 ** self.t), self.eps * root_bc2
-        if self._fused is not None:
-            self._fused(p, g, m, v, self.beta1, self.beta2, step, eps)
+        step, eps = s[-2:]
+        if fused is not None:
+            fused(p, g, m, v, self.beta1, self.beta2, step, eps)
             return
         m *= self.beta1
         m += (1.0 - self.beta1) * g
@@ -133,10 +150,14 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps)
         self.weight_decay = check.real("weight_decay", weight_decay, 0.0)
 
-    def _update(self, p: Array, g: Array) -> None:
+    def scalars(self, t: int, lr: float) -> tuple[float, ...]:
+        """(1 - lr·wd, then Adam's scalars)."""
+        return (1.0 - lr * self.weight_decay,) + super().scalars(t, lr)
+
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
         if self.weight_decay:
-            p *= 1.0 - self.lr * self.weight_decay
-        super()._update(p, g)
+            p *= s[0]
+        super().update(p, g, s, fused)
 
 
 class RMSProp(Optimizer):
@@ -150,13 +171,14 @@ class RMSProp(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("v",)
 
-    def _update(self, p: Array, g: Array) -> None:
+    def update(self, p: Array, g: Array, s: tuple[Any, ...], fused: Any = None) -> None:
+        lr, = s
         v = self._buffer("v", p)
         v *= self.rho
         v += (1.0 - self.rho) * (g * g)
         denom = self.xp.sqrt(v)
         denom += self.eps
-        p -= self.lr * (g / denom)
+        p -= lr * (g / denom)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "nesterov": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp}

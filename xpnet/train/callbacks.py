@@ -9,7 +9,8 @@ from 1 as in ``History["epoch"]`` (``initial_epoch``: the epochs completed befor
 - ``on_epoch_begin(epoch)``;
 - ``device_values(epoch) -> {name: 0-d or 1-d device array}``: fetched with the epoch's one
   device-to-host transfer; the host values are in ``trainer.fetched[name]`` afterwards
-  (``trainer.step_losses``: the epoch's step losses, still on the device; ``trainer.last_batch``);
+  (``trainer.step_losses``: the epoch's step losses, still on the device: a list of 0-d arrays, or one
+  1-D array when the steps were replayed from CUDA graphs; ``trainer.last_batch``);
 - ``on_epoch_end(epoch, logs) -> stop?``: logs has the epoch's ``loss``, ``accuracy``,
   ``val_loss``, ``val_accuracy``, ``lr``, ``time`` (host floats);
 - ``on_epoch_closed(epoch, final)``: after the stop decision (``final``: the last epoch of this run);

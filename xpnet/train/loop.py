@@ -5,6 +5,9 @@ and d_logits) -> backward -> gradient transforms (clipping; an allreduce when di
 in-place optimizer update. The step's loss (and correct-prediction count) stay on the device.
 At the epoch's end everything the host needs — step losses, hits, validation sums, the guard's
 flag, whatever the callbacks ask for — crosses in **one** transfer; then the callbacks run.
+On a GPU the same step is recorded into a CUDA graph and replayed, one launch a step
+(:mod:`xpnet.train.graphed`); elsewhere, and for runs that need the host every step, it is
+launched from Python (``_eager_steps``).
 
 Sparse X (``backends.SparseRows``): each batch's rows are densified on the device; a batch of
 every row stays sparse (not permuted: a full batch's loss does not depend on row order) and the
@@ -14,6 +17,7 @@ counters and buffers (BatchNorm running statistics) as the step's first evaluati
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -25,6 +29,7 @@ from ..nn import Dense, Sequential
 from ..optim import LossScaler
 from .callbacks import CallbackList
 from .checkpointing import EPOCH_START, partial_epoch
+from .graphed import GraphedSteps, graphed_steps
 from .history import History
 
 __all__ = ["Trainer", "validation_sums", "loss_scaler", "scaled_closure_error"]
@@ -176,13 +181,12 @@ class Trainer:
 
         Epochs are numbered from 1 (history, callbacks, messages): epoch e shuffles with counter e - 1.
         ``partial``: the record of an epoch interrupted mid-way (its steps are skipped)."""
-        model, opt, objective, dp = self.model, self.optimizer, self.objective, self.distributed
-        schedule, scaler, transforms, l2 = self.schedule, self.scaler, self.transforms, self.l2
-        closure, track_accuracy, signals, on_step = opt.needs_closure, self.track_accuracy, self.signals, self.on_step
+        model, opt, dp = self.model, self.optimizer, self.distributed
         history = History() if history is None else history
         n, bs = X.shape[0], self.batch_size
         steps = math.ceil(n / bs)
         cbs = self.callbacks
+        graphed = graphed_steps(self, X, Y)  # None: eager launches (CPU backends; runs a graph cannot replay)
         cbs.call("on_train_begin", {"model": model, "optimizer": opt, "history": history, "trainer": self,
                                     "n_train": n, "n_val": n_val, "epochs": epochs, "steps_per_epoch": steps,
                                     "initial_epoch": first_epoch})
@@ -192,31 +196,15 @@ class Trainer:
             self._skipped_before = 0 if self.scaler is None else self.scaler.skipped
             cbs.call("on_epoch_begin", epoch)
             done, partial = partial or EPOCH_START, None  # a resumed unfinished epoch: its first steps
-            losses, hits = [], []
-            for i, xb, yb in self._batches(X, Y, index, done["step_in_epoch"]):
-                if schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
-                    opt.lr = check.learning_rate(schedule, opt.t, schedule(opt.t))
-                counters = model.counters if closure else None
-                if dp is None:
-                    value, z = model.train_step(xb, yb, objective, l2, None if scaler is None else scaler.scale)
-                else:  # this rank's rows; gradient | loss | hits in one allreduce; then L2
-                    value, hit = dp.step(xb, yb, i, None if scaler is None else scaler.scale)
-                if scaler is None or scaler.update(model.grads):  # float16: a step with inf/NaN gradients is skipped
-                    for transform in transforms:
-                        transform(model.grads)
-                    if closure:
-                        opt.step(model.params, model.grads, self._closure(xb, yb, counters, i), value)
-                    else:
-                        opt.step(model.params, model.grads)
-                losses.append(value)
-                if track_accuracy:
-                    hits.append(objective.hits(z, yb) if dp is None else hit)
-                if signals is not None and signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
-                    self._interrupt(epoch, i // bs + 1, done, losses, hits, t0)
-                if on_step is not None and on_step(value):
-                    cbs.call("on_train_end", history)
-                    return history
-            self.last_batch, self.step_losses = (xb, yb), losses  # for callbacks' device_values
+            if graphed is None:
+                ran = self._eager_steps(X, Y, index, done, t0)
+            else:
+                ran = self._graphed_steps(graphed, index, done, t0)
+            if ran is None:  # on_step ended the run
+                cbs.call("on_train_end", history)
+                return history
+            losses, hits = ran
+            self.step_losses = losses  # with last_batch: for callbacks' device_values
             logs = self._end_epoch(epoch, history, done, losses, hits, t0, n, steps, Y)
             stop = cbs.on_epoch_end(epoch, logs)
             if dp is not None:
@@ -228,13 +216,57 @@ class Trainer:
         cbs.call("on_train_end", history)
         return history
 
-    def _end_epoch(self, epoch: int, history: History, done: dict, losses: list, hits: list, t0: float,
+    def _eager_steps(self, X: Array, Y: Array, index: int, done: dict, t0: float) -> tuple[list, list] | None:
+        """Epoch ``index``'s steps from ``done["step_in_epoch"]``, launched from Python; returns the steps'
+        device losses and hits, or None if ``on_step`` ended the run."""
+        model, opt, objective, dp = self.model, self.optimizer, self.objective, self.distributed
+        schedule, scaler, transforms, l2 = self.schedule, self.scaler, self.transforms, self.l2
+        closure, track_accuracy, signals, on_step = opt.needs_closure, self.track_accuracy, self.signals, self.on_step
+        n, bs = X.shape[0], self.batch_size
+        losses, hits = [], []
+        for i, xb, yb in self._batches(X, Y, index, done["step_in_epoch"]):
+            if schedule is not None:  # a rate that is not a finite number >= 0 stops with a ValueError
+                opt.lr = check.learning_rate(schedule, opt.t, schedule(opt.t))
+            counters = model.counters if closure else None
+            if dp is None:
+                value, z = model.train_step(xb, yb, objective, l2, None if scaler is None else scaler.scale)
+            else:  # this rank's rows; gradient | loss | hits in one allreduce; then L2
+                value, hit = dp.step(xb, yb, i, None if scaler is None else scaler.scale)
+            if scaler is None or scaler.update(model.grads):  # float16: a step with inf/NaN gradients is skipped
+                for transform in transforms:
+                    transform(model.grads)
+                if closure:
+                    opt.step(model.params, model.grads, self._closure(xb, yb, counters, i), value)
+                else:
+                    opt.step(model.params, model.grads)
+            losses.append(value)
+            if track_accuracy:
+                hits.append(objective.hits(z, yb) if dp is None else hit)
+            if signals is not None and signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
+                self._interrupt(index + 1, i // bs + 1, done, losses, hits, t0)
+            if on_step is not None and on_step(value):
+                return None
+        self.last_batch = (xb, yb)
+        return losses, hits
+
+    def _graphed_steps(self, graphed: GraphedSteps, index: int, done: dict, t0: float) -> tuple[Array, Any]:
+        """Epoch ``index``'s steps replayed from CUDA graphs (:mod:`xpnet.train.graphed`)."""
+        signals, n, bs = self.signals, graphed.n, self.batch_size
+        _mark_sparse_input(self.model, False)
+        with contextlib.closing(graphed.epoch(index, done["step_in_epoch"])) as run:
+            for i in run:
+                if signals is not None and signals.signum and i + bs < n:  # SIGINT/SIGTERM mid-epoch
+                    self._interrupt(index + 1, i // bs + 1, done, graphed.losses(), graphed.hit_counts(), t0)
+        self.last_batch = graphed.last_batch
+        return graphed.losses(), graphed.hit_counts()
+
+    def _end_epoch(self, epoch: int, history: History, done: dict, losses: list | Array, hits: list | Array, t0: float,
                    n: int, steps: int, Y: Array) -> dict:
         """The epoch's one device-to-host transfer, and its record in the history."""
         xp, bs = self.model.xp, self.batch_size
-        device = {"step_loss": xp.stack(losses)}
+        device = {"step_loss": _steps(xp, losses)}
         if self.track_accuracy:
-            device["hits"] = xp.sum(xp.stack(hits))
+            device["hits"] = xp.sum(_steps(xp, hits))
         dp = self.distributed
         if self.validation is not None:
             shard = self.validation if dp is None else dp.validation_share(*self.validation)
@@ -277,10 +309,15 @@ class Trainer:
 
     def _interrupt(self, epoch: int, steps_done: int, done: dict, losses: list, hits: list, t0: float) -> None:
         xp = self.model.xp
-        parts = [xp.stack(losses)] + ([xp.sum(xp.stack(hits))] if hits else [])
+        parts = [_steps(xp, losses)] + ([xp.sum(_steps(xp, hits))] if self.track_accuracy else [])
         host = fetch(xp, parts, xp.float64)
-        partial = partial_epoch(done, host[0], int(host[1][0]) if hits else 0, t0)
+        partial = partial_epoch(done, host[0], int(host[1][0]) if self.track_accuracy else 0, t0)
         self.callbacks.call("on_interrupt", epoch, steps_done, partial)
+
+
+def _steps(xp: Any, values: list | Array) -> Array:
+    """The steps' device values (a list of 0-d arrays, or already one 1-D array) as one 1-D array."""
+    return xp.stack(values) if isinstance(values, list) else values
 
 
 def _mark_sparse_input(model: Any, sparse: bool) -> None:
