@@ -98,8 +98,10 @@ def fast_path(target: Any, name: str) -> Callable[..., Any] | None:
     cache-sized blocks), all bit-identical to the portable code;
     CuPy has fused kernels in ``backends/_cupy_kernels.py`` (adam, relu_forward,
     dropout_mask, binary_cross_entropy, softmax_cross_entropy, dense_backward).
-    Setting the environment variable ``XPNET_FAST_PATHS=0`` turns them all off
-    (the parity tests compare both ways).
+    A kernel with the attribute ``device_scalars = True`` also takes its per-step scalars
+    (Adam's step and eps, the dropout key words) as 0-d device arrays, as a CUDA graph's
+    recorded step passes them. Setting the environment variable ``XPNET_FAST_PATHS=0``
+    turns them all off (the parity tests compare both ways).
     """
     if os.environ.get("XPNET_FAST_PATHS", "1").strip().lower() in ("0", "false", "no", "off"):
         return None

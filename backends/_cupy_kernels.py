@@ -26,12 +26,21 @@ _adam = cupy.ElementwiseKernel(
 )
 
 
-def adam(p: Any, g: Any, m: Any, v: Any, beta1: float, beta2: float, step: float, eps: float) -> None:
+def adam(p: Any, g: Any, m: Any, v: Any, beta1: float, beta2: float, step: Any, eps: Any) -> None:
     """In place: m ← β₁m + (1-β₁)g; v ← β₂v + (1-β₂)g²; p ← p - step·m/(√v + eps).
 
-    ``step`` and ``eps`` already carry Adam's bias corrections (see xpnet.optim.Adam)."""
+    ``step`` and ``eps`` already carry Adam's bias corrections (see xpnet.optim.Adam); host floats, or 0-d
+    device arrays of p's dtype (a CUDA graph's per-step table, see xpnet/train/graphed.py)."""
     t = p.dtype.type
-    _adam(g, t(beta1), t(beta2), t(step), t(eps), p, m, v)
+    _adam(g, t(beta1), t(beta2), _scalar(t, step), _scalar(t, eps), p, m, v)
+
+
+adam.device_scalars = True  # type: ignore[attr-defined]
+
+
+def _scalar(dtype: Any, x: Any) -> Any:
+    """A kernel's scalar argument: a host number as ``dtype``, a 0-d device array as it is (read by the kernel)."""
+    return x if isinstance(x, cupy.ndarray) else dtype(x)
 
 
 _relu = cupy.ElementwiseKernel("T x", "T y, T mask", "mask = x > T(0) ? T(1) : T(0); y = x * mask;",
@@ -67,16 +76,20 @@ _dropout = cupy.ElementwiseKernel(
 )
 
 
-def dropout_mask(shape: tuple[int, ...], dtype: Any, k0: int, k1: int, threshold: int, scale: float,
+def dropout_mask(shape: tuple[int, ...], dtype: Any, k0: Any, k1: Any, threshold: int, scale: float,
                  offset: int = 0, total: int | None = None) -> Any:
     """The scaled dropout mask of xpnet.random.dropout_keep (bit-identical keep decisions); ``offset`` and
     ``total`` as there: elements offset.. of the mask of a draw of ``total`` elements (element g of the
-    whole draw uses word g, or g - half, of the key)."""
+    whole draw uses word g, or g - half, of the key). ``k0``, ``k1``: host ints, or 0-d uint32 device words
+    (xpnet.random.key_words)."""
     out = cupy.empty(shape, dtype=dtype)
     total = out.size if total is None else total
-    _dropout(cupy.uint32((total + 1) // 2), cupy.uint32(offset), cupy.uint32(k0), cupy.uint32(k1),
+    _dropout(cupy.uint32((total + 1) // 2), cupy.uint32(offset), _scalar(cupy.uint32, k0), _scalar(cupy.uint32, k1),
              cupy.uint32(threshold), out.dtype.type(scale), out)
     return out
+
+
+dropout_mask.device_scalars = True  # type: ignore[attr-defined]
 
 
 _bce = cupy.ElementwiseKernel(

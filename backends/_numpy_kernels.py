@@ -86,6 +86,9 @@ def adam(p: Any, g: Any, m: Any, v: Any, beta1: float, beta2: float, step: float
     p -= s
 
 
+adam.device_scalars = True  # type: ignore[attr-defined]  # step, eps may be 0-d arrays: the same operations
+
+
 # ---- xpnet.random: the same bits, in cache-sized blocks of preallocated buffers ---------------
 _BLOCK = 1 << 14  # elements per block: the (3, block) float64 buffers fit in a 2 MiB L2
 _C1, _C2 = 0x7FEB352D, 0x846CA68B  # lowbias32

@@ -241,6 +241,38 @@ def test_a_faulty_recording_falls_back_to_eager_steps_with_one_log_line(monkeypa
     assert emu.replays == replays
 
 
+def test_a_kernel_that_reads_device_scalars_differently_turns_graphs_off(monkeypatch, caplog) -> None:
+    from backends import _numpy_kernels
+
+    real = _numpy_kernels.KERNELS["adam"]
+
+    def lying_adam(p, g, m, v, beta1, beta2, step, eps):  # right with host floats, wrong with device scalars
+        real(p, g, m, v, beta1, beta2, step, eps)
+        if type(step) is not float:  # a table's value (numpy indexing gives numpy scalars)
+            p -= 1e-3
+
+    lying_adam.device_scalars = True
+    monkeypatch.setitem(_numpy_kernels.KERNELS, "adam", lying_adam)
+    backend = backends.get("numpy")
+    eager = _train(backend, "float64", "adam-dropout-bn-cosine-clip")
+    emu = _emulate(monkeypatch, backend)
+    with caplog.at_level(logging.WARNING, logger="xpnet"):
+        replayed = _train(backend, "float64", "adam-dropout-bn-cosine-clip")
+    _same_run(replayed, eager)
+    said = [r.getMessage() for r in caplog.records if r.name == "xpnet"]
+    assert len(said) == 1 and "device scalars give other numbers" in said[0] and "eager launches" in said[0], said
+    assert emu.captures == emu.replays == 0
+
+
+def test_replayed_portable_steps_equal_eager_portable_steps(monkeypatch) -> None:
+    monkeypatch.setenv("XPNET_FAST_PATHS", "0")  # no fused kernels: the portable update and mask, both ways
+    backend = backends.get("numpy")
+    eager = _train(backend, "float32", "adam-dropout-bn-cosine-clip")
+    emu = _emulate(monkeypatch, backend)
+    _same_run(_train(backend, "float32", "adam-dropout-bn-cosine-clip"), eager)
+    assert emu.replays > 0
+
+
 @pytest.mark.parametrize("why", ["lbfgs", "float16", "on_step"])
 def test_runs_a_graph_cannot_replay_say_so_once_and_train_eagerly(monkeypatch, caplog, why) -> None:
     backend = backends.get("numpy")

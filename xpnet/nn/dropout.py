@@ -56,7 +56,10 @@ class Dropout(Layer):
         seed, threshold = self.ctx.seed, xrandom.dropout_threshold(self.p)
         part = () if self.rows is None else _part(shape, *self.rows)
         if self.key_source is not None:
-            keep = xrandom.dropout_keep_keyed(self.xp, shape, self.p, self.key_source(), self.ctx.device, *part)
+            k = self.key_source()
+            if getattr(self._fused, "device_scalars", False):
+                return self._fused(shape, dtype, *k, threshold, self.scale, *part)
+            keep = xrandom.dropout_keep_keyed(self.xp, shape, self.p, k, self.ctx.device, *part)
             return self.xp.astype(keep, dtype) * self.scale
         if self._fused is not None:
             k0, k1 = xrandom.key(seed, self.stream, counter)

@@ -52,6 +52,12 @@ class Optimizer:
             self.xp = namespace(params)
             self._fused = fast_path(self.xp, self.kernel) if self.kernel else None
 
+    @property
+    def device_fused(self) -> Any:
+        """The fused kernel if it also takes the scalars as 0-d device arrays (``device_scalars``), else None."""
+        fused = getattr(self, "_fused", None)
+        return fused if getattr(fused, "device_scalars", False) else None
+
     def scalars(self, t: int, lr: float) -> tuple[float, ...]:
         """The scalars of step ``t`` (counted from 1) at learning rate ``lr`` (host floats)."""
         return (lr,)

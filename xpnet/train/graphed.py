@@ -24,6 +24,7 @@ or they differ, one log line says so and that size runs eagerly: the same code l
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -62,10 +63,15 @@ def graphed_steps(trainer: Any, X: Array, Y: Array) -> GraphedSteps | None:
     if not trainer.model.backend.can_capture or X.shape[0] == 0:
         return None
     why = why_not_graphed(trainer, X)
-    if why is not None:
-        log.warning("xpnet: CUDA graphs off for this run (%s); eager launches", why)
-        return None
-    return GraphedSteps(trainer, X, Y)
+    if why is None:
+        steps = GraphedSteps(trainer, X, Y)
+        try:
+            steps.probe()
+            return steps
+        except Exception as exc:  # noqa: BLE001 - whatever this backend lacks, the eager step still trains
+            why = "the recorded step's device reads failed here: " + " ".join(f"{type(exc).__name__}: {exc}".split())
+    log.warning("xpnet: CUDA graphs off for this run (%s); eager launches", why)
+    return None
 
 
 class GraphedSteps:
@@ -94,6 +100,41 @@ class GraphedSteps:
         self._lrs: list[float] = []  # the epoch's learning rates, from its first step run
         self.last_batch: tuple[Array, Array] | None = None
 
+    def probe(self) -> None:
+        """Run once, on scratch values, what a recorded step does beyond an eager one: the gather through
+        ``order``, the table reads, and the optimizer's and Dropout's kernels fed device scalars, which must give
+        the numbers (the mask bits) they give with host scalars. Raises where this backend falls short."""
+        xp, dev, opt = self.xp, self.device, self.trainer.optimizer
+        offsets = xp.arange(min(self.bs, self.n), dtype=xp.int64, device=dev)
+        rows = xp.take(self.order, self.step * self.bs + offsets)
+        xp.take(self.X, rows, axis=0), xp.take(self.Y, rows, axis=0)
+        here = self._positions == self.step
+        xp.where(here, xp.astype(self.loss[0], self.loss.dtype), self.loss * 0.0)
+        counter = self.step * 1
+        counter += 1
+        pairs = []
+        host = opt.scalars(1, opt.lr)
+        table = xp.asarray([host], dtype=self.scalars.dtype, device=dev)
+        row = xp.take(table, self._at() * 0, axis=0)
+        grads = xp.astype(xp.arange(16, device=dev), self.scalars.dtype) / 8.0 - 1.0
+        for scalars, fused in ((host, opt._fused), (tuple(row[0, j] for j in range(row.shape[1])), opt.device_fused)):
+            scratch = copy.copy(opt)
+            scratch.state = {}
+            params = grads * 0.5 + 1.0
+            scratch.update(params, grads, scalars, fused)
+            pairs.append(params)
+        for layer in self.drawing[:1]:
+            words = xrandom.key_words(xp, self.model.seed, layer.stream, [layer.counter], dev)
+            pairs.append(layer.mask((3, 7), self.model.dtype, layer.counter))
+            layer.key_source = lambda: (words[0, 0], words[0, 1])
+            try:
+                pairs.append(layer.mask((3, 7), self.model.dtype, layer.counter))
+            finally:
+                layer.key_source = None
+        gaps = fetch(xp, [xp.max(xp.abs(pairs[i] - pairs[i + 1])) for i in range(0, len(pairs), 2)], xp.float64)
+        if any(g[0] != 0.0 for g in gaps):
+            raise RuntimeError(f"device scalars give other numbers than host scalars (gaps {[g[0] for g in gaps]})")
+
     # ------------------------------------------------------------------ the recorded step
     def _program(self, size: int) -> Callable[[], None]:
         """The step on a batch of ``size`` rows, reading what changes between steps from the device."""
@@ -110,7 +151,7 @@ class GraphedSteps:
             for transform in transforms:
                 transform(model.grads)
             s = xp.take(self.scalars, self._at(), axis=0)
-            opt.update(model.params, model.grads, tuple(s[0, j] for j in range(s.shape[1])))
+            opt.update(model.params, model.grads, tuple(s[0, j] for j in range(s.shape[1])), opt.device_fused)
             here = self._positions == self.step
             self.loss[...] = xp.where(here, xp.astype(value, self.loss.dtype), self.loss)
             if trainer.track_accuracy:
