@@ -17,10 +17,13 @@ step it replays the recording and advances its own copies of what the device adv
 optimizer's ``t`` and ``lr`` and the Dropout counters, which checkpoints and the history read.
 A learning rate the schedule gets wrong stops the run at the epoch's start rather than at its step.
 
-Each batch size (the full one, and the last batch's when n is not a multiple) is recorded the first
-time it comes (that step runs for real while being recorded, see ``backends/_graphs.py``). Its first
-replay is checked against an eager run of the same step from the same state; if the recording fails
-or they differ, one log line says so and that size runs eagerly: the same code launched from Python.
+Before the first step, :meth:`GraphedSteps.probe` runs what the recorded step reads from the device
+beyond an eager step, on scratch values; fused kernels that take device scalars (``device_scalars``:
+CuPy's Adam and dropout mask) must give the numbers they give with host scalars, or the run trains
+eagerly. Each batch size (the full one, and the last batch's when n is not a multiple) is recorded the
+first time it comes (that step runs for real while being recorded, see ``backends/_graphs.py``). Its
+first replay is checked against an eager run of the same step from the same state; if the recording
+fails or they differ, one log line says so and that size runs eagerly: the same code launched from Python.
 """
 from __future__ import annotations
 
