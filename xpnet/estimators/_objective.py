@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..nn.losses import sigmoid_terms, softmax_terms
 from ..optim import Optimizer
 
 __all__ = ["SklearnLoss", "SklearnSGD"]
@@ -57,16 +58,12 @@ class SklearnLoss:
         else:
             scale = 1.0 / float(z.shape[0])
         if self.kind == "softmax":
-            sh = z - xp.max(z, axis=1, keepdims=True)
-            es = xp.exp(sh)
-            total = xp.sum(es, axis=1, keepdims=True)
+            sh, es, total = softmax_terms(xp, z)
             per_row = xp.log(total) - xp.sum(Y * sh, axis=1, keepdims=True)
             p = es / total
         elif self.kind == "sigmoid":
-            e = xp.exp(-xp.abs(z))
-            per_row = xp.sum(xp.maximum(z, 0.0) - z * Y + xp.log1p(e), axis=1, keepdims=True)
-            r = 1.0 / (1.0 + e)
-            p = xp.where(z >= 0.0, r, e * r)
+            terms, p = sigmoid_terms(xp, z, Y)
+            per_row = xp.sum(terms, axis=1, keepdims=True)
         elif self.kind == "poisson":
             p = xp.exp(z)
             y_log_y = xp.where(Y == 0.0, 0.0, Y * xp.log(xp.where(Y == 0.0, 1.0, Y)))

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 from .._xp import Array, device
 
 __all__ = ["binary_cross_entropy", "softmax_cross_entropy", "mse", "l2_penalty", "LOSSES", "Loss",
-           "get_loss", "one_hot"]
+           "get_loss", "one_hot", "sigmoid_terms", "softmax_terms"]
 
 
 def binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
@@ -22,11 +22,16 @@ def binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
     value = mean over all elements; d value / dz = (σ(z) - y) / (B·k).
     """
     n = z.shape[0] * z.shape[1]
+    terms, p = sigmoid_terms(xp, z, y)
+    return xp.sum(terms) * (1.0 / n), (p - y) * (1.0 / n)
+
+
+def sigmoid_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+    """Per element, from logits: (softplus(z) - y z, σ(z)), both stable in both tails
+    (softplus(z) = max(z, 0) + log1p(e^{-|z|}); σ(z) = 1/(1 + e^{-|z|}), or e^{-|z|} times that for z < 0)."""
     e = xp.exp(-xp.abs(z))
-    value = xp.sum(xp.maximum(z, 0.0) - z * y + xp.log1p(e)) * (1.0 / n)
     r = 1.0 / (1.0 + e)
-    p = xp.where(z >= 0.0, r, e * r)  # σ(z), stable in both tails
-    return value, (p - y) * (1.0 / n)
+    return xp.maximum(z, 0.0) - z * y + xp.log1p(e), xp.where(z >= 0.0, r, e * r)
 
 
 def softmax_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
@@ -36,11 +41,17 @@ def softmax_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
     d value / dz = (softmax(z) - y) / B (using Σ_j y_ij = 1).
     """
     inv_b = 1.0 / z.shape[0]
-    s = z - xp.max(z, axis=1, keepdims=True)
-    es = xp.exp(s)
-    total = xp.sum(es, axis=1, keepdims=True)
+    s, es, total = softmax_terms(xp, z)
     value = (xp.sum(xp.log(total)) - xp.sum(y * s)) * inv_b
     return value, (es / total - y) * inv_b
+
+
+def softmax_terms(xp: Any, z: Array) -> tuple[Array, Array, Array]:
+    """Per row of logits: (s = z - max_k z, e^s, Σ_k e^s as a column); softmax = e^s / Σ e^s and
+    log-sum-exp(z) = max_k z + log Σ e^s."""
+    s = z - xp.max(z, axis=1, keepdims=True)
+    es = xp.exp(s)
+    return s, es, xp.sum(es, axis=1, keepdims=True)
 
 
 def mse(xp: Any, yhat: Array, y: Array) -> tuple[Array, Array]:
