@@ -10,7 +10,6 @@ is compared with eager launches (masks bit-identical, losses within float tolera
 """
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import os
@@ -347,3 +346,4 @@ def test_cuda_graphs_match_eager_launches(spec, case, monkeypatch, caplog) -> No
     assert (og.t, og.lr, mg.counters) == (oe.t, oe.lr, me.counters)
     np.testing.assert_allclose(hg["step_loss"], he["step_loss"], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(to_numpy(mg.params), to_numpy(me.params), rtol=2e-3, atol=2e-5)
+
