@@ -67,8 +67,8 @@ def graphed_steps(trainer: Any, X: Array, Y: Array) -> GraphedSteps | None:
         return None
     why = why_not_graphed(trainer, X)
     if why is None:
-        steps = GraphedSteps(trainer, X, Y)
         try:
+            steps = GraphedSteps(trainer, X, Y)
             steps.probe()
             return steps
         except Exception as exc:  # noqa: BLE001 - whatever this backend lacks, the eager step still trains
