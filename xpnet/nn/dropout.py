@@ -53,18 +53,13 @@ class Dropout(Layer):
 
     def mask(self, shape: tuple[int, ...], dtype: Any, counter: int) -> Array:
         """The scaled mask m / (1 - p) of the ``counter``-th training forward (or of ``key_source``'s words)."""
-        seed, threshold = self.ctx.seed, xrandom.dropout_threshold(self.p)
+        threshold = xrandom.dropout_threshold(self.p)
         part = () if self.rows is None else _part(shape, *self.rows)
-        if self.key_source is not None:
-            k = self.key_source()
-            if getattr(self._fused, "device_scalars", False):
-                return self._fused(shape, dtype, *k, threshold, self.scale, *part)
-            keep = xrandom.dropout_keep_keyed(self.xp, shape, self.p, k, self.ctx.device, *part)
-            return self.xp.astype(keep, dtype) * self.scale
-        if self._fused is not None:
-            k0, k1 = xrandom.key(seed, self.stream, counter)
-            return self._fused(shape, dtype, k0, k1, threshold, self.scale, *part)
-        keep = xrandom.dropout_keep(self.xp, shape, self.p, seed, self.stream, counter, self.ctx.device, *part)
+        on_device = self.key_source is not None
+        k = self.key_source() if on_device else xrandom.key(self.ctx.seed, self.stream, counter)
+        if self._fused is not None and (not on_device or getattr(self._fused, "device_scalars", False)):
+            return self._fused(shape, dtype, *k, threshold, self.scale, *part)
+        keep = xrandom.dropout_keep_keyed(self.xp, shape, self.p, k, self.ctx.device, *part)
         return self.xp.astype(keep, dtype) * self.scale
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Array | None]:
