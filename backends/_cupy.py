@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
 from . import _graphs
 from ._base import Backend, BackendUnavailable, one_line
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from . import _graphs, _malloc

@@ -11,7 +11,6 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-import sys
 import threading
 import time
 

@@ -489,7 +489,6 @@ class JaxPeer(Peer):
 
     def predict_proba(self, X):
         import jax
-        import jax.numpy as jnp
 
         def run(xc):
             z = _jax_forward(self.params, jax.device_put(xc, self.dev))

@@ -19,7 +19,7 @@ for dname, data in (("moons", moons), ("digits", digits)):
         for p in ("float32", "float16", "bfloat16"):
             try:
                 m = xpnet.MLP(sizes, backend=be, precision=p, seed=0, dropout=0.1)
-            except ValueError as e:
+            except ValueError:
                 continue
             t = time.perf_counter()
             h = xpnet.fit(m, Xtr, ytr, optimizer=xpnet.Adam(lr=1e-3), epochs=epochs, batch_size=32)
