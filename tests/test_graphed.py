@@ -251,6 +251,7 @@ def test_a_kernel_that_reads_device_scalars_differently_turns_graphs_off(monkeyp
             p -= 1e-3
 
     lying_adam.device_scalars = True
+    monkeypatch.delenv("XPNET_FAST_PATHS", raising=False)  # the fused kernel is what this test is about
     monkeypatch.setitem(_numpy_kernels.KERNELS, "adam", lying_adam)
     backend = backends.get("numpy")
     eager = _train(backend, "float64", "adam-dropout-bn-cosine-clip")
@@ -300,6 +301,8 @@ def test_no_recording_where_the_backend_has_no_graphs(monkeypatch, caplog) -> No
 
 
 def test_the_switch_turns_capture_off(monkeypatch) -> None:
+    monkeypatch.delenv("XPNET_CUDA_GRAPHS", raising=False)
+    monkeypatch.delenv("XPNET_FAST_PATHS", raising=False)
     assert backends.graphs_enabled()
     monkeypatch.setenv("XPNET_CUDA_GRAPHS", "0")
     assert not backends.graphs_enabled()
@@ -331,6 +334,8 @@ def _gpu_backends():
 def test_cuda_graphs_match_eager_launches(spec, case, monkeypatch, caplog) -> None:
     if spec not in _gpu_backends():
         pytest.skip(f"{spec} is not available here")
+    monkeypatch.delenv("XPNET_CUDA_GRAPHS", raising=False)
+    monkeypatch.delenv("XPNET_FAST_PATHS", raising=False)
     backend = backends.get(spec)
     assert backend.can_capture
     made = []
